@@ -1,0 +1,3 @@
+from eifbuild.cli import entry_point
+
+entry_point()

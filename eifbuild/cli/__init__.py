@@ -1,0 +1,109 @@
+"""Command-line entry point: ``eifbuild <command> ...``.
+
+Each subcommand lives in its own small module under ``eifbuild.cli`` and exposes:
+
+* ``HELP``: one-line summary shown in ``eifbuild --help``;
+* ``add_arguments(parser)``: declares its options;
+* ``run(args) -> int``: does the work and returns the exit code.
+
+Exit codes (also in README): 0 success; 1 failure (bad input, failed build or verification);
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from eifbuild import __version__
+from eifbuild.errors import EXIT_FAILURE, EXIT_USAGE, EifbuildError
+
+# command name -> module (relative to eifbuild.cli). Order is the order shown in --help.
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "build": "build",
+    "assemble": "assemble",
+    "describe": "describe",
+    "pcr": "pcr",
+    "extract": "extract",
+    "rootfs": "rootfs",
+    "verify": "verify",
+    "sign": "sign",
+    "measure": "measure",
+    "sign-payload": "sign_payload",
+    "attach-signature": "attach_signature",
+    "init": "init",
+    "kernel": "kernel",
+    "boot-test": "boot_test",
+}
+
+EPILOG = """exit codes:
+  0  success
+  1  failure: bad input, build failed, verification failed
+  2  usage error
+
+Add --debug before the command to see tracebacks."""
+
+
+def _load(modname: str) -> ModuleType | None:
+    fullname = f"eifbuild.cli.{modname}"
+    try:
+        return importlib.import_module(fullname)
+    except ModuleNotFoundError as exc:
+        if exc.name == fullname:  # subcommand not implemented in this checkout
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eifbuild",
+        description="Build, inspect, measure and sign AWS Nitro Enclave images (EIF v4), reproducibly.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"eifbuild {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, modname in COMMANDS.items():
+        mod = _load(modname)
+        if mod is None:
+            continue
+        p = sub.add_parser(
+            name,
+            help=mod.HELP,
+            description=getattr(mod, "DESCRIPTION", mod.HELP),
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run eifbuild with ``argv`` (without the program name); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help / --version (0) or usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return int(args._run(args))
+    except EifbuildError as exc:
+        if args.debug:
+            raise
+        print(f"eifbuild: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("eifbuild: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
+
+
+def entry_point() -> None:
+    sys.exit(main(sys.argv[1:]))
