@@ -244,12 +244,16 @@ def walk_key(path: bytes) -> list[bytes]:
     return path.split(b"/")
 
 
-def with_workdir(entries: Iterable[Entry], working_dir: str) -> Iterator[Entry]:
+def with_workdir(
+    entries: Iterable[Entry], working_dir: str, inserted: list[bytes] | None = None
+) -> Iterator[Entry]:
     """Insert the WorkingDir directories `docker create` would add (see DECISIONS["workdir"]).
 
     ``entries`` must be in export walk order; missing components are merged in at their walk
-    position. Components that exist (as anything) are left alone.
+    position. Components that exist (as anything) are left alone. The paths added are
+    appended to ``inserted`` (so the caller can report the parity exception).
     """
+    added = inserted if inserted is not None else []
     parts = _clean(os.fsencode(working_dir).split(b"/"))
     if not parts or b".." in parts:
         yield from entries
@@ -257,14 +261,20 @@ def with_workdir(entries: Iterable[Entry], working_dir: str) -> Iterator[Entry]:
     pending = [b"/".join(parts[: i + 1]) for i in range(len(parts))]
     for e in entries:
         while pending and walk_key(pending[0]) < walk_key(e.path):
-            yield Entry(pending.pop(0), EntryType.DIR, WORKDIR_MODE, mtime=WORKDIR_MTIME)
+            added.append(pending.pop(0))
+            yield _workdir_entry(added[-1])
         if pending and pending[0] == e.path:
             pending.pop(0)
             if e.type is not EntryType.DIR:
                 pending.clear()  # a file or symlink is in the way: emit nothing below it
         yield e
     for p in pending:
-        yield Entry(p, EntryType.DIR, WORKDIR_MODE, mtime=WORKDIR_MTIME)
+        added.append(p)
+        yield _workdir_entry(p)
+
+
+def _workdir_entry(path: bytes) -> Entry:
+    return Entry(path, EntryType.DIR, WORKDIR_MODE, mtime=WORKDIR_MTIME)
 
 
 def customer_members(

@@ -203,7 +203,9 @@ def test_workdir_inserted_in_walk_order() -> None:
         (b"a", T), (b"a/x", T), (b"a-b", T), (b"srv", T),
         (b"srv/app", LK), (b"srv/app/sub", LK), (b"srv/z", T),
     ]  # fmt: skip
-    out2 = [x.path for x in with_workdir(entries, "work/dir")]
+    added: list[bytes] = []
+    out2 = [x.path for x in with_workdir(entries, "work/dir", added)]
+    assert added == [b"work", b"work/dir"]
     assert out2[-2:] == [b"work", b"work/dir"]
     blocked = [_f(b"w", b"")]
     assert [x.path for x in with_workdir(blocked, "/w/x")] == [b"w"]
