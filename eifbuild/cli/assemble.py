@@ -1,0 +1,145 @@
+"""``eifbuild assemble``: write an EIF v4 from a kernel, a cmdline and ramdisks.
+
+With the same values, the file is byte-identical to AWS's ``eif_build`` 0.3.1. Deliberate
+differences from ``eif_build`` (spec eif-format.md §10.3):
+
+* ``--version`` sets ImageVersion (``eif_build`` ignores it and copies ``--name``).
+* ``--kernel-config`` only supplies OperatingSystem/KernelVersion (line 3 of the config), and
+  ``--img-os``/``--img-kernel``/``--build-time``/``--build-tool*`` still apply (``eif_build``
+  rebuilds BuildMetadata with the current time and drops those options).
+* BuildTime defaults to SOURCE_DATE_EPOCH, else 1970-01-01T00:00:00+00:00, never the clock.
+* BuildTool/BuildToolVersion default to ``eifbuild`` and its version (``eif_build`` writes
+  ``eif_build``/``0.3.1``: pass those to reproduce its files).
+* ``--metadata`` must hold a JSON object (nitro-cli's describe-eif cannot show anything else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from eifbuild import __version__
+from eifbuild._epoch import DEFAULT_BUILD_TIME, rfc3339, source_date_epoch
+from eifbuild._progress import progress
+from eifbuild.cli._common import info, print_json
+from eifbuild.cli._signing import add_signing_arguments, make_signer
+from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
+from eifbuild.eif.writer import write_eif
+from eifbuild.errors import UsageError
+
+HELP = "write an EIF v4 from kernel, cmdline and ramdisks (byte-compatible with eif_build)"
+DESCRIPTION = (__doc__ or HELP).strip()
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kernel", required=True, metavar="FILE", help="kernel image (bzImage / arm64 Image)"
+    )
+    p.add_argument(
+        "--cmdline", required=True, metavar="STR", help="kernel command line, stored verbatim"
+    )
+    p.add_argument(
+        "--ramdisk",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="ramdisk, repeatable, in order (the first one is measured in PCR1)",
+    )
+    p.add_argument("--output", required=True, metavar="OUT", help="EIF file to write")
+    p.add_argument(
+        "--arch",
+        choices=("x86_64", "aarch64"),
+        default="x86_64",
+        help="header arch flag (default x86_64)",
+    )
+    p.add_argument("--name", help="ImageName (default: the kernel file's base name)")
+    p.add_argument(
+        "--version", dest="image_version", metavar="VERSION", help="ImageVersion (default 1.0)"
+    )
+    p.add_argument(
+        "--metadata", metavar="JSON_FILE", help="custom metadata: a JSON object, <= 4096 bytes"
+    )
+    p.add_argument(
+        "--build-time",
+        metavar="RFC3339",
+        help="BuildTime (default: SOURCE_DATE_EPOCH, else 1970-01-01T00:00:00+00:00)",
+    )
+    p.add_argument(
+        "--build-tool", default="eifbuild", metavar="T", help="BuildTool (default eifbuild)"
+    )
+    p.add_argument(
+        "--build-tool-version",
+        default=__version__,
+        metavar="V",
+        help=f"BuildToolVersion (default {__version__})",
+    )
+    p.add_argument(
+        "--img-os", metavar="S", help="OperatingSystem (default: from --kernel-config, else OS)"
+    )
+    p.add_argument(
+        "--img-kernel",
+        metavar="S",
+        help="KernelVersion (default: from --kernel-config, else kernel)",
+    )
+    p.add_argument(
+        "--kernel-config",
+        metavar="FILE",
+        help="kernel .config: OperatingSystem/KernelVersion from its line 3",
+    )
+    add_signing_arguments(p)
+
+
+def resolve_build_time(explicit: str | None) -> str:
+    if explicit is not None:
+        if not _RFC3339.match(explicit):
+            raise UsageError(f"--build-time {explicit!r} is not an RFC 3339 date-time")
+        return explicit
+    epoch = source_date_epoch()
+    return DEFAULT_BUILD_TIME if epoch is None else rfc3339(epoch)
+
+
+def build_metadata(args: argparse.Namespace) -> bytes:
+    os_name, kernel_version = "OS", "kernel"
+    if args.kernel_config:
+        os_name, kernel_version = kernel_config_info(args.kernel_config)
+    custom = load_custom_metadata(args.metadata) if args.metadata else None
+    return encode_metadata(
+        image_name=args.name if args.name is not None else os.path.basename(args.kernel),
+        image_version=args.image_version if args.image_version is not None else "1.0",
+        build_time=resolve_build_time(args.build_time),
+        build_tool=args.build_tool,
+        build_tool_version=args.build_tool_version,
+        operating_system=args.img_os if args.img_os is not None else os_name,
+        kernel_version=args.img_kernel if args.img_kernel is not None else kernel_version,
+        custom=custom,
+    )
+
+
+def _total_size(paths: list[str]) -> int | None:
+    try:
+        return sum(Path(p).stat().st_size for p in paths)
+    except OSError:
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    metadata = build_metadata(args)
+    signer = make_signer(args)  # validates keys/certificates before anything is written
+    with progress(total=_total_size([args.kernel, *args.ramdisk]), desc="Writing EIF") as bar:
+        result = write_eif(
+            args.output,
+            kernel=args.kernel,
+            cmdline=args.cmdline,
+            metadata=metadata,
+            ramdisks=args.ramdisk,
+            arch=args.arch,
+            signer=signer,
+            progress=bar.update,
+        )
+    info(f"Output file: {args.output}")
+    print_json({"Measurements": result.measurements.as_nitro()})
+    return 0

@@ -1,0 +1,149 @@
+"""PCR measurements as AWS computes them (spec eif-format.md §6).
+
+``PCR = SHA-384(48 zero bytes || SHA-384(content))``: a single TPM-style extend of an all-zero
+register with the digest of the content. Everything here streams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from eifbuild.errors import SigningError
+
+HASH_ALGORITHM = "Sha384 { ... }"  # what AWS's released tools print (cosmetic, spec §6.3)
+DIGEST_SIZE = 48
+CHUNK = 1 << 20
+# Below this size, a second thread costs more than it saves.
+PARALLEL_MIN = 64 * 1024
+
+
+def extend(sha384_digest: bytes, register: bytes = b"\0" * DIGEST_SIZE) -> bytes:
+    """One PCR extend: SHA-384(register || digest). The default register is all zeros."""
+    if len(sha384_digest) != DIGEST_SIZE or len(register) != DIGEST_SIZE:
+        raise ValueError("extend needs 48-byte SHA-384 values")
+    return hashlib.sha384(register + sha384_digest).digest()
+
+
+class PcrHasher:
+    """Streaming PCR: feed content with ``update``; ``digest`` is the extended register."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._h = hashlib.sha384()
+        if data:
+            self._h.update(data)
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._h.update(data)
+
+    def copy(self) -> PcrHasher:
+        new = PcrHasher.__new__(PcrHasher)
+        new._h = self._h.copy()
+        return new
+
+    def content_digest(self) -> bytes:
+        """SHA-384 of the content fed so far (before the extend)."""
+        return self._h.digest()
+
+    def digest(self) -> bytes:
+        return extend(self._h.digest())
+
+    def hexdigest(self) -> str:
+        return self.digest().hex()
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """PCR values as lowercase hex strings; ``pcr8`` only for signed images."""
+
+    pcr0: str
+    pcr1: str
+    pcr2: str
+    pcr8: str | None = None
+
+    def as_nitro(self) -> dict[str, str]:
+        """The measurement map nitro-cli prints (keys sorted, PCR8 only when signed)."""
+        out = {
+            "HashAlgorithm": HASH_ALGORITHM,
+            "PCR0": self.pcr0,
+            "PCR1": self.pcr1,
+            "PCR2": self.pcr2,
+        }
+        if self.pcr8 is not None:
+            out["PCR8"] = self.pcr8
+        return out
+
+
+class FanOut:
+    """Feed each chunk to several hashers, the last one on a helper thread.
+
+    hashlib releases the GIL for large buffers, so two SHA-384 streams over the same bytes
+    (PCR0 and PCR2 both cover the application ramdisks) run on two cores. Use as a context
+    manager; ``update(chunk, hashers)`` returns when every hasher has consumed the chunk.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> FanOut:
+        if (os.cpu_count() or 1) > 1:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eifbuild-hash")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def update(
+        self, chunk: bytes | memoryview, hashers: list[PcrHasher], extra: Any = None
+    ) -> None:
+        """Update ``hashers`` with ``chunk``; while they run, call ``extra(chunk)`` if given."""
+        fut: Future[None] | None = None
+        rest = hashers
+        if self._pool is not None and len(hashers) > 1 and len(chunk) >= PARALLEL_MIN:
+            fut = self._pool.submit(hashers[-1].update, chunk)
+            rest = hashers[:-1]
+        for h in rest:
+            h.update(chunk)
+        if extra is not None:
+            extra(chunk)
+        if fut is not None:
+            fut.result()
+
+
+def content_pcr(chunks: Iterable[bytes]) -> str:
+    """PCR (hex) of the concatenation of ``chunks``."""
+    h = PcrHasher()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
+
+
+def file_pcr(path: str | os.PathLike[str]) -> str:
+    """``nitro-cli pcr --input FILE``: extend(SHA-384(file bytes)), streamed."""
+    h = PcrHasher()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def certificate_der(pem: bytes, name: str = "certificate") -> bytes:
+    """DER of the FIRST certificate in PEM bytes (what AWS's reader hashes for PCR8)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise SigningError(f"{name}: not a PEM X.509 certificate ({exc})") from None
+    return cert.public_bytes(Encoding.DER)
+
+
+def pcr8_from_pem(pem_bytes: bytes, name: str = "certificate") -> str:
+    """PCR8 (hex) = extend(SHA-384(DER of the first certificate in ``pem_bytes``))."""
+    return extend(hashlib.sha384(certificate_der(pem_bytes, name)).digest()).hex()
