@@ -1,0 +1,283 @@
+"""Boot an EIF under QEMU (TCG) and report what its init printed.
+
+The EIF's kernel, cmdline and ramdisks are extracted (streamed to a private temp directory;
+the ramdisks concatenated into one ``-initrd``, which is what the Nitro loader does) and
+booted with ``qemu-system-x86_64 -machine q35 -accel tcg -cpu max`` and the EIF's own
+measured cmdline. The serial console is captured. With nitro-cli's cmdline (``reboot=k``)
+and ``-no-reboot``, the init's final ``reboot(RB_AUTOBOOT)`` ends QEMU.
+
+What this proves: the kernel boots, both ramdisks unpack, the init switches to ``/rootfs``,
+and the command runs with its ``/env``. What it cannot prove: the vsock heartbeat, NSM
+attestation, or that the kernel boots on real Nitro hardware (see kernels/README.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from eifbuild.elfcheck import check_kernel
+from eifbuild.errors import BootTestError, EifbuildError
+
+QEMU = "qemu-system-x86_64"
+QEMU_PACKAGE = "qemu-system-x86"
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_MEMORY_MIB = 512
+MAX_CONSOLE_BYTES = 8 * 1024 * 1024  # keep the tail beyond this
+
+# Lines eifbuild's init prints (kernels/init/init.c, report_status()).
+_EXIT_RE = re.compile(rb"eifbuild-init: command exited with status (\d+)")
+_SIGNAL_RE = re.compile(rb"eifbuild-init: command killed by signal (\d+)")
+
+OnOutput = Callable[[bytes], None]
+
+
+@dataclass
+class BootResult:
+    """Outcome of one QEMU boot; ``passed`` is the verdict."""
+
+    console: str
+    exit_status: int | None
+    signal: int | None
+    expect: str | None
+    expect_found: bool | None
+    expect_status: int | None
+    timed_out: bool
+    qemu_returncode: int | None
+    duration_s: float
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def qemu_binary(qemu: str = QEMU) -> str:
+    """Path of the QEMU binary, or a one-line error naming the Debian package."""
+    found = shutil.which(qemu)
+    if found is None:
+        raise BootTestError(
+            f"{qemu} not found: install the Debian package {QEMU_PACKAGE} "
+            f"(apt-get install --no-install-recommends {QEMU_PACKAGE})"
+        )
+    return found
+
+
+def qemu_command(
+    qemu: str, kernel: Path, initrd: Path, cmdline: str, memory_mib: int = DEFAULT_MEMORY_MIB
+) -> list[str]:
+    return [
+        qemu,
+        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
+        "-m", str(memory_mib),
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
+        "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-monitor", "none",
+    ]  # fmt: skip
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _capture(
+    proc: subprocess.Popen[bytes], timeout: float, on_output: OnOutput | None
+) -> tuple[bytes, bool]:
+    """Read the console until QEMU exits or ``timeout`` seconds pass; bounded in memory."""
+    assert proc.stdout is not None
+    buf = bytearray()
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bytes(buf), True
+            if not sel.select(timeout=min(left, 1.0)):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                return bytes(buf), False
+            if on_output is not None:
+                on_output(chunk)
+            buf += chunk
+            if len(buf) > MAX_CONSOLE_BYTES:
+                del buf[: len(buf) - MAX_CONSOLE_BYTES]
+
+
+def _verdict(
+    console: bytes,
+    *,
+    expect: str | None,
+    expect_status: int | None,
+    timed_out: bool,
+    returncode: int | None,
+    duration: float,
+) -> BootResult:
+    m_exit = _EXIT_RE.findall(console)
+    m_sig = _SIGNAL_RE.findall(console)
+    status = int(m_exit[-1]) if m_exit else None
+    sig = int(m_sig[-1]) if m_sig else None
+    text = console.replace(b"\r\n", b"\n").decode("utf-8", "replace")
+    found = None if expect is None else expect in text
+    passed = (
+        not timed_out
+        and returncode == 0
+        and (status is not None or sig is not None)
+        and found is not False
+        and (expect_status is None or status == expect_status)
+    )
+    return BootResult(
+        console=text,
+        exit_status=status,
+        signal=sig,
+        expect=expect,
+        expect_found=found,
+        expect_status=expect_status,
+        timed_out=timed_out,
+        qemu_returncode=returncode,
+        duration_s=round(duration, 3),
+        passed=passed,
+    )
+
+
+def run_qemu(
+    kernel: Path,
+    initrd: Path,
+    cmdline: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    expect: str | None = None,
+    expect_status: int | None = None,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
+    qemu: str = QEMU,
+    on_output: OnOutput | None = None,
+) -> BootResult:
+    """Boot ``kernel`` + ``initrd`` with ``cmdline``; never waits longer than ``timeout``."""
+    if timeout <= 0:
+        raise BootTestError(f"--timeout {timeout} must be positive")
+    binary = qemu_binary(qemu)
+    check_kernel(kernel, "x86_64")
+    cmd = qemu_command(binary, kernel, initrd, cmdline, memory_mib)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so a timeout kills all of it
+    )
+    try:
+        console, timed_out = _capture(proc, timeout, on_output)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    duration = time.monotonic() - start
+    rc = None if timed_out else proc.returncode
+    return _verdict(
+        console,
+        expect=expect,
+        expect_status=expect_status,
+        timed_out=timed_out,
+        returncode=rc,
+        duration=duration,
+    )
+
+
+def _write_stream(path: Path, chunks: Iterable[bytes]) -> int:
+    n = 0
+    with path.open("ab") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+            n += len(chunk)
+    return n
+
+
+def extract_boot_files(eif: Path, workdir: Path) -> tuple[Path, Path, str]:
+    """Stream the kernel and the concatenated ramdisks of ``eif`` into ``workdir``."""
+    try:
+        from eifbuild.eif.format import Arch, SectionType
+        from eifbuild.eif.reader import EifReader
+    except ImportError as exc:  # pragma: no cover - only while the reader is being written
+        raise BootTestError(f"cannot read {eif}: the EIF reader is unavailable ({exc})") from None
+    kernel, initrd = workdir / "kernel", workdir / "initrd"
+    cmdline = b""
+    with EifReader(eif) as reader:
+        if reader.arch is not Arch.X86_64:
+            raise BootTestError(f"{eif} is an {reader.arch.value} EIF; boot-test runs x86_64 only")
+        ramdisks = 0
+        for section in reader.sections:
+            if section.type is SectionType.KERNEL:
+                _write_stream(kernel, reader.iter_data(section))
+            elif section.type is SectionType.CMDLINE:
+                cmdline = b"".join(reader.iter_data(section))
+            elif section.type is SectionType.RAMDISK:
+                _write_stream(initrd, reader.iter_data(section))
+                ramdisks += 1
+    if not kernel.exists() or ramdisks == 0:
+        raise BootTestError(f"{eif} has no kernel or no ramdisk section: nothing to boot")
+    text = cmdline.rstrip(b"\0").decode("utf-8", "replace")
+    return kernel, initrd, text
+
+
+@dataclass
+class _TempDir:
+    path: Path
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _tempdir() -> _TempDir:
+    return _TempDir(Path(tempfile.mkdtemp(prefix="eifbuild-boot-")))
+
+
+def boot_test(
+    eif: str | os.PathLike[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    expect: str | None = None,
+    expect_status: int | None = None,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
+    qemu: str = QEMU,
+    on_output: OnOutput | None = None,
+) -> BootResult:
+    """Boot ``eif`` under QEMU and return the verdict (see :class:`BootResult`)."""
+    path = Path(eif)
+    if not path.is_file():
+        raise BootTestError(f"{path}: no such EIF file")
+    qemu_binary(qemu)  # fail early, before extracting anything
+    with _tempdir() as work:
+        try:
+            kernel, initrd, cmdline = extract_boot_files(path, work)
+        except BootTestError:
+            raise
+        except EifbuildError as exc:
+            raise BootTestError(f"cannot boot {path}: {exc}") from None
+        return run_qemu(
+            kernel,
+            initrd,
+            cmdline,
+            timeout=timeout,
+            expect=expect,
+            expect_status=expect_status,
+            memory_mib=memory_mib,
+            qemu=qemu,
+            on_output=on_output,
+        )

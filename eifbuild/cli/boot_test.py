@@ -1,0 +1,69 @@
+"""``eifbuild boot-test EIF``: boot an EIF under QEMU (TCG) and check its console."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eifbuild.boottest import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, boot_test
+from eifbuild.cli._common import print_json
+
+HELP = "boot an EIF under qemu-system-x86_64 (q35, TCG) and report the command's exit status"
+DESCRIPTION = (
+    "Extract the kernel, cmdline and ramdisks of EIF and boot them under QEMU with the EIF's "
+    "own cmdline. Prints the serial console, the exit status of the command as eifbuild's "
+    "init reports it, and a verdict (exit 0 if it passed). Cannot test the vsock heartbeat "
+    "or NSM (no Nitro hardware)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("eif", metavar="EIF", help="the enclave image file to boot")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default %(default)s)"
+    )
+    parser.add_argument("--expect", metavar="TEXT", help="fail unless the console shows TEXT")
+    parser.add_argument(
+        "--expect-status", type=int, metavar="N", help="fail unless the command exits with N"
+    )
+    parser.add_argument(
+        "--memory", type=int, default=DEFAULT_MEMORY_MIB, help="guest MiB (default %(default)s)"
+    )
+    parser.add_argument("--qemu", default="qemu-system-x86_64", help="QEMU binary")
+    parser.add_argument("--json", action="store_true", help="print a JSON verdict (with the log)")
+
+
+def _live(chunk: bytes) -> None:
+    sys.stdout.buffer.write(chunk.replace(b"\r\n", b"\n"))
+    sys.stdout.buffer.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    result = boot_test(
+        args.eif,
+        timeout=args.timeout,
+        expect=args.expect,
+        expect_status=args.expect_status,
+        memory_mib=args.memory,
+        qemu=args.qemu,
+        on_output=None if args.json else _live,
+    )
+    if args.json:
+        print_json({"eif": args.eif, **result.to_json()})
+        return 0 if result.passed else 1
+    if result.timed_out:
+        status = f"timed out after {args.timeout:g} s"
+    elif result.exit_status is not None:
+        status = f"command exited with status {result.exit_status}"
+    elif result.signal is not None:
+        status = f"command killed by signal {result.signal}"
+    else:
+        status = "no exit status reported by the init"
+    print(
+        f"boot-test: {status}; {'PASSED' if result.passed else 'FAILED'}"
+        f" ({result.duration_s:.1f} s)",
+        file=sys.stderr,
+    )
+    if result.expect is not None and not result.expect_found:
+        print(f"boot-test: expected text {result.expect!r} not found", file=sys.stderr)
+    return 0 if result.passed else 1

@@ -1,0 +1,186 @@
+"""Checks on the binary blobs that go into an EIF, before they are used.
+
+* the ``init`` must be a *static* ELF executable for the enclave's architecture (a dynamic
+  one would die at once: the bootstrap ramdisk has no loader and no libc);
+* a kernel module's ``vermagic`` must match the kernel it is loaded into (otherwise
+  ``finit_module`` fails inside the enclave, long after the build);
+* a kernel image must carry the boot magic of its architecture.
+
+Inputs are hostile: every failure is a :class:`BlobsError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+from io import BytesIO
+from pathlib import Path
+from typing import BinaryIO
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+
+from eifbuild.errors import BlobsError
+
+# EIF architectures -> ELF e_machine names as pyelftools reports them.
+ELF_MACHINES: dict[str, str] = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
+
+MAX_MODULE_BYTES = 64 * 1024 * 1024  # a module is read whole (pyelftools needs seeking)
+_KERNEL_PROBE_BYTES = 0x10000
+
+
+def _machine_arch(machine: str) -> str:
+    for arch, name in ELF_MACHINES.items():
+        if name == machine:
+            return arch
+    return machine
+
+
+def _open_elf(fh: BinaryIO, what: str) -> ELFFile:
+    try:
+        return ELFFile(fh)
+    except (ELFError, ValueError, OSError) as exc:
+        raise BlobsError(f"{what} is not an ELF file ({exc})") from None
+
+
+def check_init(path: str | os.PathLike[str], arch: str = "x86_64") -> None:
+    """Refuse an ``init`` that is not a static ELF executable for ``arch``."""
+    if arch not in ELF_MACHINES:
+        raise BlobsError(f"init check: unsupported architecture {arch!r}")
+    p = Path(path)
+    what = f"init {p}"
+    try:
+        fh = p.open("rb")
+    except OSError as exc:
+        raise BlobsError(f"{what}: cannot read ({exc.strerror})") from None
+    with fh:
+        elf = _open_elf(fh, what)
+        try:
+            _check_init_elf(elf, arch, what)
+        except (ELFError, ValueError, KeyError, AttributeError) as exc:
+            raise BlobsError(f"{what} is a malformed ELF file ({exc})") from None
+
+
+def _check_init_elf(elf: ELFFile, arch: str, what: str) -> None:
+    machine = str(elf["e_machine"])
+    if machine != ELF_MACHINES[arch]:
+        raise BlobsError(f"{what} is built for {_machine_arch(machine)}, not {arch}")
+    if elf.elfclass != 64:
+        raise BlobsError(f"{what} is a {elf.elfclass}-bit ELF; the enclave needs 64-bit")
+    etype = str(elf["e_type"])
+    if etype not in ("ET_EXEC", "ET_DYN"):
+        raise BlobsError(f"{what} is not an executable (ELF type {etype})")
+    for seg in elf.iter_segments():
+        if seg["p_type"] == "PT_INTERP":
+            raise BlobsError(
+                f"{what} is dynamically linked (needs an ELF interpreter); "
+                "the init must be a static executable"
+            )
+    for section in elf.iter_sections():
+        if isinstance(section, DynamicSection):
+            for tag in section.iter_tags():
+                if tag.entry.d_tag == "DT_NEEDED":
+                    raise BlobsError(
+                        f"{what} needs shared library {getattr(tag, 'needed', '?')}; "
+                        "the init must be a static executable"
+                    )
+    if etype == "ET_DYN" and not any(s["p_type"] == "PT_DYNAMIC" for s in elf.iter_segments()):
+        raise BlobsError(f"{what} is a shared object, not an executable")
+
+
+def _read_module(p: Path) -> bytes:
+    """The ELF bytes of a module, decompressing ``.ko.xz``; bounded in size."""
+    try:
+        with p.open("rb") as fh:
+            if p.name.endswith(".xz"):
+                dec = lzma.LZMADecompressor()
+                out = bytearray()
+                while chunk := fh.read(65536):
+                    out += dec.decompress(chunk, MAX_MODULE_BYTES + 1 - len(out))
+                    if len(out) > MAX_MODULE_BYTES:
+                        break
+                data = bytes(out)
+            else:
+                data = fh.read(MAX_MODULE_BYTES + 1)
+    except lzma.LZMAError as exc:
+        raise BlobsError(f"module {p}: broken xz data ({exc})") from None
+    except OSError as exc:
+        raise BlobsError(f"module {p}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_MODULE_BYTES:
+        raise BlobsError(f"module {p} is larger than {MAX_MODULE_BYTES} bytes")
+    return data
+
+
+def module_vermagic(path: str | os.PathLike[str]) -> str:
+    """The ``vermagic`` string from a kernel module's ``.modinfo`` section."""
+    p = Path(path)
+    what = f"module {p}"
+    elf = _open_elf(BytesIO(_read_module(p)), what)
+    try:
+        if str(elf["e_type"]) != "ET_REL":
+            raise BlobsError(f"{what} is not a kernel module (ELF type {elf['e_type']})")
+        section = elf.get_section_by_name(".modinfo")
+        if section is None:
+            raise BlobsError(f"{what} has no .modinfo section: not a kernel module")
+        data: bytes = section.data()
+    except (ELFError, ValueError, KeyError) as exc:
+        raise BlobsError(f"{what} is a malformed ELF file ({exc})") from None
+    for field in data.split(b"\0"):
+        if field.startswith(b"vermagic="):
+            return field[len(b"vermagic=") :].decode("utf-8", "replace").strip()
+    raise BlobsError(f"{what} has no vermagic in .modinfo")
+
+
+def check_module(path: str | os.PathLike[str], kernel_release: str, arch: str = "x86_64") -> None:
+    """Refuse a module whose vermagic does not name ``kernel_release`` (``uname -r``)."""
+    vermagic = module_vermagic(path)
+    release = vermagic.split(" ", 1)[0]
+    if release != kernel_release:
+        raise BlobsError(
+            f"module {Path(path)} was built for kernel {release!r} "
+            f"(vermagic {vermagic!r}), not for this kernel {kernel_release!r}"
+        )
+
+
+def kernel_version_string(path: str | os.PathLike[str]) -> str:
+    """The version string an x86 bzImage carries in its setup header (``uname -r``, ``-v``).
+
+    Raises :class:`BlobsError` if the file is not a bzImage.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(_KERNEL_PROBE_BYTES)
+    except OSError as exc:
+        raise BlobsError(f"kernel {p}: cannot read ({exc.strerror})") from None
+    if len(head) < 0x210 or head[0x202:0x206] != b"HdrS" or head[0x1FE:0x200] != b"\x55\xaa":
+        raise BlobsError(f"kernel {p} is not an x86 bzImage (no boot sector / HdrS magic)")
+    offset = int.from_bytes(head[0x20E:0x210], "little") + 0x200
+    if offset >= len(head):
+        raise BlobsError(f"kernel {p}: version string offset {offset:#x} is out of range")
+    raw = head[offset:].split(b"\0", 1)[0]
+    return raw.decode("ascii", "replace")
+
+
+def kernel_release(path: str | os.PathLike[str]) -> str:
+    """``uname -r`` of an x86 bzImage, e.g. ``6.12.95``."""
+    return kernel_version_string(path).split(" ", 1)[0]
+
+
+def check_kernel(path: str | os.PathLike[str], arch: str = "x86_64") -> None:
+    """Refuse a kernel image that is not a bzImage (x86_64) or an arm64 ``Image``."""
+    p = Path(path)
+    if arch == "x86_64":
+        kernel_version_string(p)
+        return
+    if arch == "aarch64":
+        try:
+            with p.open("rb") as fh:
+                head = fh.read(64)
+        except OSError as exc:
+            raise BlobsError(f"kernel {p}: cannot read ({exc.strerror})") from None
+        if len(head) < 64 or head[0x38:0x3C] != b"ARM\x64":
+            raise BlobsError(f"kernel {p} is not an arm64 Image (no ARM\\x64 magic)")
+        return
+    raise BlobsError(f"kernel check: unsupported architecture {arch!r}")
