@@ -1,29 +1,82 @@
-"""Signing options shared by `build` and `assemble` (--signing-certificate, --private-key).
+"""Signing options shared by ``build``, ``assemble`` and ``sign`` (owned by eifbuild.sign).
 
-Owned by the signing stage (eifbuild.sign); this placeholder defines the options so the
-commands that take them can be written before signing lands.
+``make_signer(args)`` validates everything it can *before* any output exists: the key loads
+(or the KMS key resolves, aliases included), its curve is supported, the certificate holds
+the same public key and is inside its validity window (unless ``--allow-expired``). It
+returns ``signer(pcr0_raw) -> signature section bytes`` for ``write_eif``, or None when no
+signing option was given.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 
-from eifbuild.errors import SigningError
+from eifbuild.errors import UsageError
 
 # signer(pcr0_raw_bytes) -> bytes of the whole EIF signature section (type 4)
 Signer = Callable[[bytes], bytes]
+
+
+def add_kms_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--kms-region",
+        metavar="REGION",
+        help="AWS region for a KMS key ID or alias name (ARNs carry their own region)",
+    )
+    g.add_argument(
+        "--kms-endpoint",
+        metavar="URL",
+        default=os.environ.get("AWS_ENDPOINT_URL_KMS"),
+        help="KMS endpoint URL (default: $AWS_ENDPOINT_URL_KMS or AWS's)",
+    )
+    g.add_argument(
+        "--kms-message-type",
+        choices=("digest", "raw"),
+        default="digest",
+        help="send KMS the SHA digest of the COSE Sig_structure (default, as AWS's tools do) "
+        "or the Sig_structure itself (raw; same signature)",
+    )
 
 
 def add_signing_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("signing (PCR8)")
     g.add_argument("--signing-certificate", metavar="CERT.pem", help="PEM signing certificate")
     g.add_argument(
-        "--private-key", metavar="KEY", help="PEM EC private key, or an AWS KMS key ARN / ID / alias"
+        "--private-key",
+        metavar="KEY",
+        help="PEM EC private key (P-256/P-384/P-521), or an AWS KMS key: key ARN, alias ARN, "
+        "alias/NAME or key ID (with --kms-region)",
     )
+    g.add_argument(
+        "--allow-expired",
+        action="store_true",
+        help="sign even if the certificate is outside its validity window",
+    )
+    add_kms_arguments(g)
 
 
 def make_signer(args: argparse.Namespace) -> Signer | None:
-    if not getattr(args, "signing_certificate", None) and not getattr(args, "private_key", None):
+    cert = getattr(args, "signing_certificate", None)
+    key = getattr(args, "private_key", None)
+    if not cert and not key:
         return None
-    raise SigningError("signing is not available in this build of eifbuild")
+    if not cert or not key:
+        raise UsageError("--signing-certificate and --private-key must be given together")
+    from eifbuild.sign import EifSigner, open_key
+    from eifbuild.sign.keys import read_small_file
+
+    cert_pem = read_small_file(cert, "signing certificate")
+    backend = open_key(
+        key,
+        kms_region=getattr(args, "kms_region", None),
+        kms_endpoint=getattr(args, "kms_endpoint", None),
+        kms_message_type=getattr(args, "kms_message_type", "digest"),
+    )
+    return EifSigner.create(
+        cert_pem,
+        backend,
+        cert_name=f"signing certificate {cert}",
+        allow_expired=bool(getattr(args, "allow_expired", False)),
+    )

@@ -148,9 +148,9 @@ class EifSigner:
 
 def signature_section(cert_pem: bytes, cose: bytes) -> bytes:
     """The signature section data (type 4) for one (certificate, COSE_Sign1) entry."""
-    from eifbuild.eif import signature as sigsec
+    from eifbuild.eif.signature import encode_signature_section
 
-    return sigsec.encode_signature_section([(cert_pem, cose)])
+    return encode_signature_section([(cert_pem, cose)])
 
 
 def sign_payload(payload: bytes, backend: KeyBackend) -> bytes:

@@ -1,0 +1,56 @@
+"""``eifbuild attach-signature EIF --signature SIG.cose --signing-certificate CERT.pem``."""
+
+from __future__ import annotations
+
+import argparse
+
+from eifbuild._progress import progress
+from eifbuild.cli._common import info, print_json
+from eifbuild.errors import SigningError, VerificationError
+
+HELP = "attach a detached COSE signature to an EIF (detached signing, step 3)"
+DESCRIPTION = (
+    "Check that SIG.cose verifies with the certificate's key over PcrInfo{0, PCR0} of EIF\n"
+    "(recomputed from the file), then write the signed EIF atomically (over EIF unless\n"
+    "--output). The result is the same as signing in-process."
+)
+MAX_COSE = 32768
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("eif", metavar="EIF", help="EIF v4 file to sign")
+    p.add_argument("--signature", metavar="SIG.cose", required=True, help="from sign-payload")
+    p.add_argument("--signing-certificate", metavar="CERT.pem", required=True)
+    p.add_argument("-o", "--output", metavar="OUT.eif", help="write here instead of replacing EIF")
+    p.add_argument("--allow-expired", action="store_true", help="accept an expired certificate")
+
+
+def run(args: argparse.Namespace) -> int:
+    from eifbuild.eif.reader import EifReader
+    from eifbuild.sign import check_certificate, signature_section, verify_signature
+    from eifbuild.sign.keys import read_small_file
+    from eifbuild.sign.rewrite import rewrite_signed
+
+    cert_name = f"signing certificate {args.signing_certificate}"
+    cert_pem = read_small_file(args.signing_certificate, "signing certificate")
+    cose = read_small_file(args.signature, "signature", MAX_COSE)
+    check_certificate(cert_pem, cert_name, allow_expired=args.allow_expired)
+    with EifReader(args.eif) as reader:
+        total = sum(s.size for s in reader.sections)
+        with progress(total=total, desc="Measuring") as bar:
+            pcr0_raw = reader.scan(progress=bar.update).pcr0_raw
+    try:
+        report = verify_signature(cert_pem, cose, pcr0_raw)
+    except VerificationError as exc:
+        raise SigningError(f"signature {args.signature}: {exc}") from None
+    if not report.payload_matches:
+        raise SigningError(
+            f"signature {args.signature}: signs another PCR0 than {args.eif} ({pcr0_raw.hex()})"
+        )
+    section = signature_section(cert_pem, cose)
+    out = args.output or args.eif
+    with progress(total=total, desc="Writing") as bar:
+        result, _ = rewrite_signed(args.eif, out, lambda _pcr0: section, progress=bar.update)
+    info(f"Signed EIF written to {out}")
+    print_json({"Measurements": result.measurements.as_nitro()})
+    return 0

@@ -1,0 +1,72 @@
+"""``eifbuild verify EIF``: structure, CRC, signature, certificate and PCR expectations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eifbuild._progress import progress, set_quiet
+from eifbuild.cli._common import print_json
+from eifbuild.errors import VerificationError
+
+HELP = "verify an EIF: structure, CRC, signature over the recomputed PCR0, certificate, PCRs"
+DESCRIPTION = (
+    "Check the EIF's section table and CRC; if it is signed, verify the COSE signature over\n"
+    "PcrInfo{0, PCR0} rebuilt from the recomputed PCR0 (the payload inside is not trusted)\n"
+    "and the certificate's validity window; optionally pin the certificate and compare PCRs\n"
+    "with a measurements JSON (as build/assemble/nitro-cli print it) or --pcr N=HEX.\n"
+    "Exit 0 only when every check holds."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("eif", metavar="EIF", help="EIF file to verify")
+    p.add_argument(
+        "--certificate", metavar="CERT.pem", help="require a signature by this certificate"
+    )
+    p.add_argument("--expect", metavar="MEASUREMENTS.json", help="PCR values the EIF must have")
+    p.add_argument(
+        "--pcr",
+        metavar="N=HEX",
+        action="append",
+        default=[],
+        help="expected PCR value (repeatable)",
+    )
+    p.add_argument("--require-signature", action="store_true", help="fail if the EIF is unsigned")
+    p.add_argument(
+        "--allow-expired",
+        action="store_true",
+        help="do not fail on the certificate's validity window",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from eifbuild.sign.keys import read_small_file
+    from eifbuild.verify import load_expectations, parse_pcr_arg, verify_eif
+
+    if args.json:
+        set_quiet(True)
+    expect = load_expectations(args.expect) if args.expect else {}
+    for item in args.pcr:
+        index, value = parse_pcr_arg(item)
+        expect[index] = value
+    pinned = read_small_file(args.certificate, "certificate") if args.certificate else None
+    with progress(desc="Verifying") as bar:
+        report = verify_eif(
+            args.eif,
+            certificate=pinned,
+            expect=expect,
+            require_signature=args.require_signature,
+            allow_expired=args.allow_expired,
+            progress=bar.update,
+        )
+    if args.json:
+        print_json(report.as_json())
+    else:
+        sys.stdout.write(report.as_text())
+        sys.stdout.flush()
+    if not report.ok:
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())
+        raise VerificationError(f"{args.eif}: verification failed: {failed}")
+    return 0

@@ -1,0 +1,212 @@
+"""``eifbuild verify``: check an EIF's structure, CRC, signature, certificate and PCRs.
+
+The signature is verified over ``PcrInfo{0, PCR0}`` rebuilt from the PCR0 recomputed from
+the file's sections; the payload carried in the COSE message is never trusted. Every check
+asked for is reported; the EIF passes only when all of them hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eifbuild.errors import EifbuildError, EifFormatError, UsageError, VerificationError
+
+MAX_EXPECT_SIZE = 1 << 20
+_HEX = re.compile(r"[0-9a-fA-F]{96}")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    checks: list[Check] = field(default_factory=list)
+    measurements: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "File": self.path,
+            "Valid": self.ok,
+            **self.info,
+            "Measurements": self.measurements,
+            "Checks": [{"Name": c.name, "Ok": c.ok, "Detail": c.detail} for c in self.checks],
+        }
+
+    def as_text(self) -> str:
+        lines = [f"EIF {self.path}"]
+        for key, value in self.info.items():
+            lines.append(f"  {key}: {value}")
+        for c in self.checks:
+            lines.append(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<12} {c.detail}")
+        for key, value in self.measurements.items():
+            if key.startswith("PCR"):
+                lines.append(f"  {key} {value}")
+        n = len(self.failures())
+        lines.append(
+            "result: VALID" if self.ok else f"result: INVALID ({n} check{'s' * (n != 1)} failed)"
+        )
+        return "\n".join(lines) + "\n"
+
+
+def parse_pcr_arg(text: str) -> tuple[int, str]:
+    """``N=HEX`` (96 hex digits) -> (N, lowercase hex)."""
+    name, sep, value = text.partition("=")
+    name = name.strip().upper().removeprefix("PCR")
+    if not sep or not name.isdigit() or not 0 <= int(name) <= 31:
+        raise UsageError(f"--pcr {text}: expected N=HEX with N in 0..31")
+    value = value.strip()
+    if not _HEX.fullmatch(value):
+        raise UsageError(f"--pcr {text}: value must be 96 hex digits (SHA-384)")
+    return int(name), value.lower()
+
+
+def load_expectations(path: str | os.PathLike[str]) -> dict[int, str]:
+    """PCRs from a measurements JSON: ``{"Measurements": {...}}`` (as build/assemble/nitro-cli
+    print it) or a bare ``{"PCR0": ..., ...}`` map (as eif_build prints it)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_EXPECT_SIZE + 1)
+    except OSError as exc:
+        raise UsageError(f"--expect {p}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_EXPECT_SIZE:
+        raise UsageError(f"--expect {p}: larger than {MAX_EXPECT_SIZE} bytes")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--expect {p}: not JSON ({exc})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("Measurements"), dict):
+        obj = obj["Measurements"]
+    if not isinstance(obj, dict):
+        raise UsageError(f"--expect {p}: not a measurements object")
+    out: dict[int, str] = {}
+    for key, value in obj.items():
+        m = re.fullmatch(r"PCR(\d{1,2})", str(key))
+        if m is None:
+            continue  # HashAlgorithm and other keys are informative only
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            raise UsageError(f"--expect {p}: {key} is not 96 hex digits")
+        out[int(m[1])] = value.lower()
+    if not out:
+        raise UsageError(f"--expect {p}: no PCR values found")
+    return out
+
+
+def _check_signature(
+    report: VerifyReport,
+    entries: list[tuple[bytes, bytes]],
+    pcr0_raw: bytes,
+    pinned: bytes | None,
+    allow_expired: bool,
+    now: dt.datetime | None,
+) -> None:
+    from eifbuild.sign import verify_signature
+    from eifbuild.sign.describe import openssl_time
+    from eifbuild.sign.keys import certificate_der
+
+    if len(entries) != 1:
+        report.add("signature", False, f"{len(entries)} signature entries; exactly 1 is supported")
+    cert_pem, cose = entries[0]
+    try:
+        sig = verify_signature(cert_pem, cose, pcr0_raw, now=now)
+    except VerificationError as exc:
+        report.add("signature", False, str(exc))
+        return
+    if sig.payload_matches:
+        report.add("signature", True, f"{sig.alg}, signs PcrInfo(PCR0) of this file")
+    else:
+        report.add("signature", False, f"{sig.alg} signature is valid but signs another PCR0")
+    cert = sig.certificate
+    window = (
+        f"{openssl_time(cert.not_valid_before_utc)} to {openssl_time(cert.not_valid_after_utc)}"
+    )
+    if sig.validity_problem is None:
+        report.add("certificate", True, f"valid {window}")
+    else:
+        ok = allow_expired
+        report.add("certificate", ok, f"{sig.validity_problem}{' (allowed)' if ok else ''}")
+    if pinned is not None:
+        try:
+            same = certificate_der(pinned, "pinned certificate") == certificate_der(cert_pem)
+        except EifbuildError as exc:
+            report.add("pinned cert", False, str(exc))
+            return
+        report.add(
+            "pinned cert", same, "matches" if same else "EIF is signed by another certificate"
+        )
+
+
+def verify_eif(
+    path: str | os.PathLike[str],
+    *,
+    certificate: bytes | None = None,
+    expect: dict[int, str] | None = None,
+    require_signature: bool = False,
+    allow_expired: bool = False,
+    now: dt.datetime | None = None,
+    progress: Any = None,
+) -> VerifyReport:
+    """Run every check on ``path``; never raises for a bad EIF, reports it instead."""
+    from eifbuild.eif.reader import EifReader
+
+    report = VerifyReport(str(path))
+    expect = dict(expect or {})
+    try:
+        reader = EifReader(path)
+    except EifFormatError as exc:
+        report.add("structure", False, str(exc))
+        return report
+    with reader:
+        n = len(reader.sections)
+        report.info = {"EifVersion": reader.version, "Arch": reader.arch.value, "Sections": n}
+        report.add("structure", True, f"{n} sections, contiguous, header tables consistent")
+        try:
+            entries = reader.signature_entries()
+            scan = reader.scan(progress)
+        except EifbuildError as exc:
+            report.add("signature section", False, str(exc))
+            return report
+    report.measurements = scan.measurements.as_nitro()
+    crc = f"stored 0x{scan.crc_stored:08x}, computed 0x{scan.crc_computed:08x}"
+    report.add("crc", scan.crc_ok, crc)
+    if entries is None:
+        if require_signature or certificate is not None or 8 in expect:
+            report.add("signature", False, "EIF is not signed")
+    else:
+        _check_signature(report, entries, scan.pcr0_raw, certificate, allow_expired, now)
+    for index in sorted(expect):
+        got = report.measurements.get(f"PCR{index}")
+        want = expect[index]
+        if got is None:
+            report.add(
+                f"PCR{index}", False, f"expected {want}, but it cannot be measured from an EIF"
+            )
+        else:
+            report.add(
+                f"PCR{index}",
+                got == want,
+                "matches" if got == want else f"expected {want}, got {got}",
+            )
+    return report
