@@ -121,7 +121,9 @@ def write_layer(path: Path, entries: Iterable[E], fmt: int = tarfile.PAX_FORMAT)
 
 def layer_bytes(entries: Iterable[E], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape") as tf:
+    with tarfile.open(
+        fileobj=buf, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape"
+    ) as tf:
         for e in entries:
             tf.addfile(tarinfo(e), io.BytesIO(e.data) if e.kind == "file" else None)
     return buf.getvalue()
@@ -146,8 +148,12 @@ def _run(args: Sequence[str], input: bytes | None = None, cwd: Path | None = Non
     return proc.stdout
 
 
-def docker_import(layer: Path, tag: str, changes: Sequence[str] = ('CMD ["/bin/sh"]',),
-                  platform: str | None = None) -> str:
+def docker_import(
+    layer: Path,
+    tag: str,
+    changes: Sequence[str] = ('CMD ["/bin/sh"]',),
+    platform: str | None = None,
+) -> str:
     """``docker import`` a layer tarball as ``tag``; return the image id."""
     args = ["docker", "import"]
     for c in changes:
@@ -158,7 +164,9 @@ def docker_import(layer: Path, tag: str, changes: Sequence[str] = ('CMD ["/bin/s
     return image_id(tag)
 
 
-def docker_build(context: Path, tag: str, dockerfile: str, files: dict[str, bytes] | None = None) -> str:
+def docker_build(
+    context: Path, tag: str, dockerfile: str, files: dict[str, bytes] | None = None
+) -> str:
     """Classic-builder ``docker build`` of ``dockerfile`` (with extra context ``files``)."""
     context.mkdir(parents=True, exist_ok=True)
     (context / "Dockerfile").write_text(dockerfile)

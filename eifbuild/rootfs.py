@@ -1,0 +1,471 @@
+"""Flatten image layers into the merged root filesystem a container sees, without extracting.
+
+Layers are applied in order onto an in-memory tree of METADATA only (names, modes, owners,
+times, link targets, and for regular files the Region of their data inside a verified,
+uncompressed layer tar). File contents are never held in memory: each emitted Entry's opener
+re-reads the bytes from the layer tar by offset. Memory therefore grows with the number of
+entries (about 0.3 KiB each), not with the image size.
+
+The merge follows Docker's layer application (moby ``pkg/archive/diff.go`` ``UnpackLayer``):
+
+* ``.wh.NAME`` removes NAME (whole subtree); ``.wh..wh..opq`` removes every child of its
+  directory that this layer did not itself add; other ``.wh..wh.*`` entries are ignored;
+* an entry replaces whatever is at its path unless both are directories (then attributes are
+  updated and children kept); a missing parent is created 0755 root;
+* a hard link joins the target's inode (also a file from a lower layer): the inode's owner is
+  taken from the link header, its mode and mtime too unless it is a symlink;
+* directories whose content a layer changed without carrying their own header get the
+  wall-clock time in Docker; here they get :data:`WALLCLOCK_MTIME` (the same for every
+  synthesised time, see below).
+
+Output order is ``docker export``'s: pre-order depth-first, each directory's children in byte
+order of their names; no root entry; the first path of a multiply-linked inode is emitted as
+the object, later paths as HARDLINK entries naming that first path.
+
+Hostile layers (``..``, absolute names, entries under a non-directory or a symlink, hard links
+to missing, escaping or directory targets, duplicate entries, over-long names, size limits)
+raise :class:`RootfsError` naming the layer and the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from eifbuild.errors import ImageSourceError, RootfsError
+from eifbuild.model import Entry, EntryType
+from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region
+from eifbuild.sources._tar import Member
+from eifbuild.sources.image import Image
+
+# Every time Docker would take from the wall clock (init-layer entries, directories it touches,
+# implied parents, a created WorkingDir) becomes this ONE constant. It is linuxkit's fixed mtime,
+# so the entries nitro-cli's linuxkit re-stamps come out the same with or without that step.
+WALLCLOCK_MTIME = 1492533000
+
+Warn = Callable[[str], None]
+
+WHITEOUT = b".wh."
+OPAQUE = b".wh..wh..opq"
+META_PREFIX = b".wh..wh."
+
+
+class Inode:
+    __slots__ = (
+        "data",
+        "devmajor",
+        "devminor",
+        "gid",
+        "linkname",
+        "mode",
+        "mtime",
+        "nlink",
+        "size",
+        "type",
+        "uid",
+        "xattrs",
+    )
+
+    def __init__(self, type: EntryType, mode: int, uid: int, gid: int, mtime: int) -> None:
+        self.type = type
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.size = 0
+        self.data: Region | None = None
+        self.linkname = b""
+        self.devmajor = 0
+        self.devminor = 0
+        self.nlink = 1
+        self.xattrs: tuple[str, ...] = ()
+
+
+class Node:
+    """A path in the tree. Directories have ``children``; others share an Inode."""
+
+    __slots__ = ("children", "inode", "layer")
+
+    def __init__(self, inode: Inode, layer: int = -1) -> None:
+        self.inode = inode
+        self.children: dict[bytes, Node] | None = {} if inode.type is EntryType.DIR else None
+        self.layer = layer  # index of the layer whose explicit entry made this node, -1 if none
+
+
+def new_dir(mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int = WALLCLOCK_MTIME) -> Node:
+    return Node(Inode(EntryType.DIR, mode, uid, gid, mtime))
+
+
+@dataclass
+class Tree:
+    root: Node
+
+    def lookup(self, parts: list[bytes]) -> Node | None:
+        """The node at ``parts`` without following symlinks, or None."""
+        node = self.root
+        for p in parts:
+            if node.children is None:
+                return None
+            nxt = node.children.get(p)
+            if nxt is None:
+                return None
+            node = nxt
+        return node
+
+
+def remove(node: Node) -> None:
+    """Account for a removed subtree (hard-link counts of the inodes it held)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.children is not None:
+            stack.extend(n.children.values())
+        else:
+            n.inode.nlink -= 1
+
+
+def split_name(raw: bytes, limits: Limits) -> list[bytes] | str:
+    """Path components of a tar name, or a reason why it is refused."""
+    if len(raw) > limits.max_name_bytes:
+        return f"name longer than {limits.max_name_bytes} bytes"
+    if b"\x00" in raw:
+        return "NUL byte in name"
+    if raw.startswith(b"/"):
+        return "absolute name"
+    parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
+    for p in parts:
+        if p == b"..":
+            return "'..' in name"
+        if len(p) > limits.max_component_bytes:
+            return f"name component longer than {limits.max_component_bytes} bytes"
+    return parts
+
+
+class _LayerApplier:
+    """Applies one layer's members to the tree."""
+
+    def __init__(self, tree: Tree, index: int, label: str, limits: Limits) -> None:
+        self.tree = tree
+        self.index = index
+        self.label = label
+        self.limits = limits
+        self.changed: list[Node] = []  # directories whose children this layer changed
+
+    def fail(self, name: bytes, why: str) -> RootfsError:
+        return RootfsError(f"{self.label}: entry {name!r}: {why}")
+
+    def parent(self, m: Member, parts: list[bytes]) -> Node:
+        node = self.tree.root
+        for p in parts[:-1]:
+            assert node.children is not None
+            nxt = node.children.get(p)
+            if nxt is None:
+                nxt = new_dir()
+                node.children[p] = nxt
+                self.changed.append(node)
+            elif nxt.children is None:
+                kind = "a symlink" if nxt.inode.type is EntryType.SYMLINK else "not a directory"
+                raise self.fail(m.name, f"parent {b'/'.join(parts[:-1])!r} is {kind}")
+            node = nxt
+        return node
+
+    def apply(self, m: Member) -> None:
+        parts = split_name(m.name, self.limits)
+        if isinstance(parts, str):
+            raise self.fail(m.name, parts)
+        if not parts:
+            return  # the root entry: docker export does not emit it
+        parent = self.parent(m, parts)
+        assert parent.children is not None
+        base = parts[-1]
+        if base.startswith(WHITEOUT):
+            self.whiteout(parent, base)
+            return
+        old = parent.children.get(base)
+        if old is not None:
+            if old.layer == self.index:
+                raise self.fail(m.name, "duplicate entry in the same layer")
+            if old.children is not None and m.type is EntryType.DIR:
+                ino = old.inode
+                ino.mode, ino.uid, ino.gid, ino.mtime = m.mode, m.uid, m.gid, m.mtime
+                ino.xattrs = m.xattrs
+                old.layer = self.index
+                return
+            remove(old)
+        node = self.hardlink(m) if m.type is EntryType.HARDLINK else Node(self.inode(m))
+        node.layer = self.index
+        parent.children[base] = node
+        self.changed.append(parent)
+
+    def inode(self, m: Member) -> Inode:
+        ino = Inode(m.type, m.mode, m.uid, m.gid, m.mtime)
+        ino.size, ino.data, ino.xattrs = m.size, m.data, m.xattrs
+        ino.devmajor, ino.devminor = m.devmajor, m.devminor
+        if m.type is EntryType.SYMLINK:
+            ino.linkname = m.linkname
+        return ino
+
+    def hardlink(self, m: Member) -> Node:
+        parts = split_name(m.linkname, self.limits)
+        if isinstance(parts, str) or not parts:
+            raise self.fail(m.name, f"hard link target {m.linkname!r} escapes the root")
+        target = self.tree.lookup(parts)
+        if target is None:
+            raise self.fail(m.name, f"hard link target {m.linkname!r} does not exist")
+        if target.children is not None:
+            raise self.fail(m.name, f"hard link target {m.linkname!r} is a directory")
+        ino = target.inode
+        ino.nlink += 1
+        ino.uid, ino.gid = m.uid, m.gid
+        if ino.type is not EntryType.SYMLINK:
+            ino.mode, ino.mtime = m.mode, m.mtime
+        return Node(ino)
+
+    def whiteout(self, parent: Node, base: bytes) -> None:
+        assert parent.children is not None
+        if base == OPAQUE:
+            self.prune(parent)
+        elif base.startswith(META_PREFIX):
+            return
+        else:
+            gone = parent.children.pop(base[len(WHITEOUT) :], None)
+            if gone is not None:
+                remove(gone)
+                self.changed.append(parent)
+
+    def prune(self, directory: Node) -> None:
+        """Opaque directory: drop everything below it that this layer did not add."""
+        stack = [directory]
+        while stack:
+            d = stack.pop()
+            assert d.children is not None
+            for name in list(d.children):
+                child = d.children[name]
+                if child.layer != self.index:
+                    remove(d.children.pop(name))
+                    self.changed.append(d)
+                elif child.children is not None:
+                    stack.append(child)
+
+    def finish(self) -> None:
+        for d in self.changed:
+            if d.layer != self.index:
+                d.inode.mtime = WALLCLOCK_MTIME
+
+
+def merge(image: Image, *, limits: Limits | None = None) -> Tree:
+    """Apply all layers of ``image`` in order; return the merged tree."""
+    lim = limits or image.limits or DEFAULT_LIMITS
+    tree = Tree(new_dir())
+    left = lim.max_entries
+    for layer in image.layers:
+        label = f"{image.reference}: {layer.label}"
+        applier = _LayerApplier(tree, layer.index, label, lim)
+        try:
+            for member in layer.members(max_entries=left):
+                left -= 1
+                applier.apply(member)
+        except ImageSourceError as exc:
+            if isinstance(exc, RootfsError):
+                raise
+            raise RootfsError(str(exc)) from None
+        applier.finish()
+    return tree
+
+
+def _opener(region: Region) -> Callable[[], Iterator[bytes]]:
+    return lambda: region.chunks()
+
+
+def walk(tree: Tree, warn: Warn | None = None) -> Iterator[Entry]:
+    """The tree in docker-export order (see the module docstring)."""
+    first_path: dict[int, bytes] = {}
+    xattr_names: set[str] = set()
+    xattr_count = 0
+    root = tree.root
+    assert root.children is not None
+    stack: list[tuple[bytes, Node]] = [
+        (name, root.children[name]) for name in sorted(root.children, reverse=True)
+    ]
+    while stack:
+        path, node = stack.pop()
+        ino = node.inode
+        if ino.xattrs:
+            xattr_count += 1
+            xattr_names.update(ino.xattrs)
+        if node.children is not None:
+            yield Entry(path, EntryType.DIR, ino.mode, ino.uid, ino.gid, ino.mtime)
+            for name in sorted(node.children, reverse=True):
+                stack.append((path + b"/" + name, node.children[name]))
+            continue
+        if ino.nlink > 1:
+            first = first_path.get(id(ino))
+            if first is not None:
+                yield Entry(
+                    path, EntryType.HARDLINK, ino.mode, ino.uid, ino.gid, ino.mtime, linkname=first
+                )
+                continue
+            first_path[id(ino)] = path
+        yield Entry(
+            path,
+            ino.type,
+            ino.mode,
+            ino.uid,
+            ino.gid,
+            ino.mtime,
+            size=ino.size if ino.type is EntryType.FILE else 0,
+            linkname=ino.linkname,
+            devmajor=ino.devmajor,
+            devminor=ino.devminor,
+            opener=_opener(ino.data) if ino.data is not None and ino.size else None,
+        )
+    if xattr_count and warn is not None:
+        warn(
+            f"dropped extended attributes ({', '.join(sorted(xattr_names))}) of {xattr_count}"
+            " entries: newc ramdisks cannot carry them (file capabilities are lost)"
+        )
+
+
+def flatten(
+    image: Image, *, limits: Limits | None = None, warn: Warn | None = None
+) -> Iterator[Entry]:
+    """The merged rootfs of ``image`` as an Entry stream in docker-export order."""
+    return walk(merge(image, limits=limits), warn)
+
+
+# --- docker create / docker export emulation -------------------------------------------------
+
+# moby daemon/initlayer/setup_unix.go: path -> "dir", "file" or a symlink target.
+INIT_LAYER: tuple[tuple[bytes, bytes], ...] = (
+    (b"dev/pts", b"dir"),
+    (b"dev/shm", b"dir"),
+    (b"proc", b"dir"),
+    (b"sys", b"dir"),
+    (b".dockerenv", b"file"),
+    (b"etc/resolv.conf", b"file"),
+    (b"etc/hosts", b"file"),
+    (b"etc/hostname", b"file"),
+    (b"dev/console", b"file"),
+    (b"etc/mtab", b"/proc/mounts"),
+)
+INIT_LAYER_PATHS = tuple(p for p, _ in INIT_LAYER)
+
+
+class _Mutator:
+    """Filesystem operations on a merged tree, stamping touched directories with ``mtime``."""
+
+    def __init__(self, tree: Tree, mtime: int) -> None:
+        self.tree = tree
+        self.mtime = mtime
+
+    def unlink(self, parts: list[bytes]) -> None:
+        """Remove a non-directory at ``parts`` (like unlink(2); directories stay)."""
+        parent = self.tree.lookup(parts[:-1])
+        if parent is None or parent.children is None:
+            return
+        node = parent.children.get(parts[-1])
+        if node is not None and node.children is None:
+            remove(parent.children.pop(parts[-1]))
+            parent.inode.mtime = self.mtime
+
+    def mkdir_all(self, parts: list[bytes]) -> Node:
+        """MkdirAllAndChownNew(path, 0755, root): only new directories get mode and owner."""
+        node = self.tree.root
+        for i, p in enumerate(parts):
+            assert node.children is not None
+            nxt = node.children.get(p)
+            if nxt is None:
+                nxt = new_dir(mtime=self.mtime)
+                node.children[p] = nxt
+                node.inode.mtime = self.mtime
+            elif nxt.children is None:
+                raise RootfsError(
+                    f"cannot create {b'/'.join(parts).decode(errors='replace')}: "
+                    f"{b'/'.join(parts[: i + 1]).decode(errors='replace')} is not a directory"
+                )
+            node = nxt
+        return node
+
+    def create(self, parts: list[bytes], kind: bytes) -> None:
+        parent = self.mkdir_all(parts[:-1])
+        assert parent.children is not None
+        if kind == b"dir":
+            ino = Inode(EntryType.DIR, 0o755, 0, 0, self.mtime)
+        elif kind == b"file":
+            ino = Inode(EntryType.FILE, 0o755, 0, 0, self.mtime)
+        else:
+            ino = Inode(EntryType.SYMLINK, 0o777, 0, 0, self.mtime)
+            ino.linkname = kind
+        parent.children[parts[-1]] = Node(ino)
+        parent.inode.mtime = self.mtime
+
+    def resolve(self, path: bytes, limits: Limits) -> list[bytes]:
+        """Resolve symlinks in ``path`` inside the root (FollowSymlinkInScope)."""
+        todo = [p for p in path.split(b"/") if p not in (b"", b".")]
+        done: list[bytes] = []
+        hops = 0
+        while todo:
+            p = todo.pop(0)
+            if p == b"..":
+                if done:
+                    done.pop()
+                continue
+            node = self.tree.lookup([*done, p])
+            if node is not None and node.inode.type is EntryType.SYMLINK:
+                hops += 1
+                if hops > limits.max_link_depth:
+                    raise RootfsError(f"too many symlinks resolving {path!r}")
+                target = node.inode.linkname
+                if target.startswith(b"/"):
+                    done = []
+                todo = [q for q in target.split(b"/") if q not in (b"", b".")] + todo
+                continue
+            done.append(p)
+        return done
+
+
+def add_init_layer(
+    tree: Tree,
+    working_dir: str = "",
+    *,
+    mtime: int = WALLCLOCK_MTIME,
+    limits: Limits = DEFAULT_LIMITS,
+) -> None:
+    """What ``docker create`` adds: Docker's init layer, then a missing WorkingDir."""
+    mut = _Mutator(tree, mtime)
+    for path, kind in INIT_LAYER:
+        parts = path.split(b"/")
+        for i in range(1, len(parts) + 1):
+            mut.unlink(parts[:i])
+        if tree.lookup(parts) is None:
+            mut.create(parts, kind)
+    if working_dir:
+        parts = mut.resolve(working_dir.encode("utf-8", "surrogateescape"), limits)
+        if parts:
+            try:
+                mut.mkdir_all(parts)
+            except RootfsError:
+                raise RootfsError(
+                    f"WorkingDir {working_dir!r}: not a directory in the image"
+                ) from None
+
+
+def docker_export_entries(
+    image: Image,
+    *,
+    limits: Limits | None = None,
+    warn: Warn | None = None,
+    mtime: int = WALLCLOCK_MTIME,
+) -> Iterator[Entry]:
+    """What ``docker export`` of a container created from ``image`` contains.
+
+    The merged rootfs plus Docker's init layer (``dev/pts``, ``dev/shm``, ``proc``, ``sys``;
+    empty 0755 root files ``.dockerenv``, ``etc/resolv.conf``, ``etc/hosts``, ``etc/hostname``,
+    ``dev/console``, which replace the image's own; ``etc/mtab`` -> ``/proc/mounts``) and a
+    missing ``WorkingDir`` (0755 root). Existing directories keep their mode and owner. Every
+    time Docker takes from the wall clock is ``mtime`` (default :data:`WALLCLOCK_MTIME`).
+    """
+    lim = limits or image.limits
+    tree = merge(image, limits=lim)
+    add_init_layer(tree, image.config.working_dir, mtime=mtime, limits=lim)
+    return walk(tree, warn)

@@ -1,0 +1,83 @@
+"""Container image sources: skopeo-style transport names -> :class:`Image`.
+
+=============================  ==============================================================
+``docker-daemon:REF``          the Docker daemon (docker-py, ``DOCKER_HOST``); also a bare REF
+``docker-archive:PATH[:REF]``  ``docker save`` output (legacy and OCI-based layouts)
+``oci:DIR[:REF]``              an OCI image layout directory (REF: ref.name annotation)
+``oci-archive:TAR[:REF]``      a tar of an OCI image layout
+=============================  ==============================================================
+
+Images are never extracted: blobs are read in place and verified against their digests.
+Use ``with open_image(...) as image:`` (or ``image.close()``) to remove temp files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eifbuild.errors import ImageSourceError, UsageError
+from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
+from eifbuild.sources.image import Image, Layer, normalize_arch, select_cmd_env
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Image",
+    "Layer",
+    "Limits",
+    "normalize_arch",
+    "open_image",
+    "parse_reference",
+    "select_cmd_env",
+]
+
+TRANSPORTS = ("docker-daemon", "docker-archive", "oci", "oci-archive")
+
+
+def parse_reference(ref: str) -> tuple[str, str, str | None]:
+    """(transport, location, inner ref). A REF without a known transport means the daemon."""
+    transport, sep, rest = ref.partition(":")
+    if not sep or transport not in TRANSPORTS:
+        if not ref:
+            raise UsageError("empty image reference")
+        return "docker-daemon", ref, None
+    if not rest:
+        raise UsageError(f"{ref}: missing location after '{transport}:'")
+    if transport == "docker-daemon":
+        return transport, rest, None
+    # PATH[:REF]: an existing path wins (paths may contain ':'), else split at the first ':'.
+    if Path(rest).exists() or ":" not in rest:
+        return transport, rest, None
+    location, _, inner = rest.partition(":")
+    return transport, location, inner or None
+
+
+def open_image(
+    ref: str,
+    *,
+    arch: str | None = None,
+    docker_dir: Path | None = None,
+    limits: Limits | None = None,
+) -> Image:
+    """Open ``ref``; with ``arch``, pick that platform from an index and insist on it."""
+    lim = limits or DEFAULT_LIMITS
+    if arch is not None and normalize_arch(arch) not in ("amd64", "arm64"):
+        raise UsageError(f"--arch {arch}: expected amd64 (x86_64) or arm64 (aarch64)")
+    transport, location, inner = parse_reference(ref)
+    if docker_dir is not None and transport != "docker-daemon":
+        raise UsageError(f"--docker-dir builds into the Docker daemon; {ref} is not a daemon image")
+    if transport == "docker-daemon":
+        from eifbuild.sources.daemon import open_daemon
+
+        return open_daemon(ref, location, arch, docker_dir, lim)
+    path = Path(location)
+    if not path.exists():
+        raise ImageSourceError(f"{ref}: {location} does not exist")
+    if transport == "docker-archive":
+        from eifbuild.sources.archive import open_docker_archive
+
+        return open_docker_archive(ref, path, inner, arch, lim)
+    from eifbuild.sources.oci import open_oci_archive, open_oci_dir
+
+    if transport == "oci":
+        return open_oci_dir(ref, path, inner, arch, lim)
+    return open_oci_archive(ref, path, inner, arch, lim)

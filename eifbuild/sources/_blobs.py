@@ -1,0 +1,227 @@
+"""Blob access for image sources: file regions, digest checks, decompression, size limits.
+
+Every blob (a file in an OCI layout, or a member of a tar archive) is a :class:`Region`: a byte
+range of a file on disk. Nothing is extracted to the host filesystem; archives are read in place.
+
+Layers are verified before use: the blob's sha256 against its digest, and the uncompressed
+stream's sha256 against the config's ``diff_id``. A compressed layer (gzip or zstd, detected by
+its magic bytes) is decompressed ONCE into a temp file owned by the image; uncompressed layers
+are read in place. That gives cheap random access by offset to every file's content, with memory
+bounded by a chunk size whatever the layer size (the price is disk space for compressed layers).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from eifbuild.errors import ImageSourceError
+
+CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings that keep hostile images from exhausting disk, memory or time."""
+
+    max_layer_bytes: int = 64 << 30  # expanded (uncompressed) size of one layer
+    max_total_bytes: int = 256 << 30  # expanded size of all layers together
+    max_entries: int = 2_000_000  # tar members over all layers
+    max_name_bytes: int = 4096  # one path
+    max_component_bytes: int = 255  # one path component
+    max_json_bytes: int = 16 << 20  # manifest / config / index documents
+    max_link_depth: int = 40  # symlink hops when resolving inside archives / rootfs
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Region:
+    """``size`` bytes of ``path`` starting at ``offset``."""
+
+    path: str
+    offset: int
+    size: int
+
+    def sub(self, offset: int, size: int) -> Region:
+        return Region(self.path, self.offset + offset, size)
+
+    def chunks(self, chunk: int = CHUNK) -> Iterator[bytes]:
+        """Stream the region; a short file is an error (it was truncated or replaced)."""
+        left = self.size
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            while left > 0:
+                data = fh.read(min(chunk, left))
+                if not data:
+                    raise ImageSourceError(
+                        f"{self.path}: unexpected end of data at offset {self.offset + self.size - left}"
+                    )
+                left -= len(data)
+                yield data
+
+    def read_all(self, limit: int, what: str) -> bytes:
+        if self.size > limit:
+            raise ImageSourceError(f"{what}: {self.size} bytes exceeds the {limit}-byte limit")
+        return b"".join(self.chunks())
+
+    def head(self, n: int) -> bytes:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            return fh.read(min(n, self.size))
+
+
+def check_digest_text(digest: object, what: str) -> str:
+    """Validate a ``sha256:<64 hex>`` digest string (the only algorithm accepted)."""
+    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+        raise ImageSourceError(f"{what}: invalid or unsupported digest {str(digest)[:80]!r}")
+    return digest
+
+
+def sha256_region(region: Region) -> str:
+    h = hashlib.sha256()
+    for chunk in region.chunks():
+        h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def verify_region(region: Region, digest: str, what: str) -> None:
+    got = sha256_region(region)
+    if got != digest:
+        raise ImageSourceError(f"{what}: digest mismatch (expected {digest}, got {got})")
+
+
+def load_json(region: Region, what: str, limits: Limits, digest: str | None = None) -> Any:
+    data = region.read_all(limits.max_json_bytes, what)
+    if digest is not None:
+        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        if got != digest:
+            raise ImageSourceError(f"{what}: digest mismatch (expected {digest}, got {got})")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImageSourceError(f"{what}: invalid JSON ({exc.__class__.__name__})") from None
+
+
+def compression_of(region: Region) -> str:
+    """``gzip``, ``zstd`` or ``none`` from the blob's magic bytes (media types can lie)."""
+    head = region.head(4)
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class RegionReader(io.RawIOBase):
+    """A read-only file object over a Region (for gzip/zstd stream readers)."""
+
+    def __init__(self, region: Region) -> None:
+        self._fh = open(region.path, "rb")  # noqa: SIM115 - closed in close()
+        self._fh.seek(region.offset)
+        self._left = region.size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self._left)
+        if n <= 0:
+            return 0
+        data = self._fh.read(n)
+        buf[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def decompressed(region: Region, kind: str) -> Iterator[bytes]:
+    """Stream the decompressed bytes, at most CHUNK at a time (bounded memory, even for bombs)."""
+    if kind == "none":
+        yield from region.chunks()
+        return
+    raw = RegionReader(region)
+    try:
+        reader: Any
+        if kind == "gzip":
+            reader = gzip.GzipFile(fileobj=raw, mode="rb")
+        else:
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                raw,  # type: ignore[arg-type]
+                read_across_frames=True,
+            )
+        with reader:
+            while True:
+                data = reader.read(CHUNK)
+                if not data:
+                    break
+                yield data
+    finally:
+        raw.close()
+
+
+def materialize_layer(
+    region: Region,
+    *,
+    blob_digest: str | None,
+    diff_id: str | None,
+    what: str,
+    tmpdir: str,
+    limits: Limits,
+) -> Region:
+    """Verify a layer blob and return a Region of its UNCOMPRESSED tar.
+
+    Checks the blob digest (when known) and the diff_id (when known), and the expanded-size
+    ceiling. Compressed layers are written once to a temp file in ``tmpdir``.
+    """
+    kind = compression_of(region)
+    if kind == "none":
+        if region.size > limits.max_layer_bytes:
+            raise ImageSourceError(f"{what}: {region.size} bytes exceeds the layer size limit")
+        got = sha256_region(region)
+        for want in (blob_digest, diff_id):
+            if want is not None and got != want:
+                raise ImageSourceError(f"{what}: digest mismatch (expected {want}, got {got})")
+        return region
+    if blob_digest is not None:
+        verify_region(region, blob_digest, what)
+    h = hashlib.sha256()
+    total = 0
+    name = (diff_id or blob_digest or what).replace(":", "-").replace("/", "_")[-80:]
+    path = os.path.join(tmpdir, f"layer-{name}.tar")
+    try:
+        with open(path, "wb") as out:
+            for chunk in decompressed(region, kind):
+                total += len(chunk)
+                if total > limits.max_layer_bytes:
+                    raise ImageSourceError(
+                        f"{what}: expands beyond the {limits.max_layer_bytes}-byte layer limit"
+                        " (decompression bomb?)"
+                    )
+                h.update(chunk)
+                out.write(chunk)
+    except (gzip.BadGzipFile, zlib.error, zstandard.ZstdError, EOFError) as exc:
+        raise ImageSourceError(f"{what}: corrupt {kind} data ({exc})") from None
+    got = "sha256:" + h.hexdigest()
+    if diff_id is not None and got != diff_id:
+        raise ImageSourceError(
+            f"{what}: uncompressed digest mismatch (diff_id {diff_id}, got {got})"
+        )
+    return Region(path, 0, total)

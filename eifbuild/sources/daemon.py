@@ -1,0 +1,90 @@
+"""``docker-daemon:REF`` (and bare ``name:tag``) through docker-py, honouring ``DOCKER_HOST``.
+
+The image is fetched with the Engine API's ``GET /images/<ref>/get`` (``docker save``), streamed
+to a temp file owned by the returned Image, and then read exactly like a ``docker-archive:``
+input, so both give the same rootfs by construction. ``--docker-dir`` first builds the
+Dockerfile in that directory (tagged REF) with the classic builder, as nitro-cli does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from eifbuild._progress import progress
+from eifbuild.errors import ImageSourceError
+from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
+from eifbuild.sources.archive import open_docker_archive
+from eifbuild.sources.image import Image
+
+
+def _client() -> Any:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        host = os.environ.get("DOCKER_HOST", "the default Docker socket")
+        raise ImageSourceError(
+            f"cannot reach the Docker daemon at {host}: {exc.__class__.__name__}"
+        ) from None
+    return client
+
+
+def build(client: Any, docker_dir: Path, tag: str) -> None:
+    """``docker build -t tag docker_dir`` (Dockerfile in that directory)."""
+    import docker.errors
+
+    if not (docker_dir / "Dockerfile").is_file():
+        raise ImageSourceError(f"{docker_dir}: no Dockerfile in the --docker-dir directory")
+    try:
+        for chunk in client.api.build(path=str(docker_dir), tag=tag, rm=True, decode=True):
+            if isinstance(chunk, dict) and chunk.get("error"):
+                msg = str(chunk["error"]).strip().splitlines()[-1:] or ["failed"]
+                raise ImageSourceError(f"docker build of {docker_dir} failed: {msg[0]}")
+    except docker.errors.APIError as exc:
+        raise ImageSourceError(f"docker build of {docker_dir} failed: {exc.explanation}") from None
+
+
+def open_daemon(
+    reference: str,
+    ref: str,
+    arch: str | None,
+    docker_dir: Path | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Image:
+    import docker.errors
+
+    client = _client()
+    if docker_dir is not None:
+        build(client, docker_dir, ref)
+    try:
+        inspect = client.api.inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        raise ImageSourceError(f"{reference}: no such image in the Docker daemon") from None
+    except docker.errors.APIError as exc:
+        raise ImageSourceError(f"{reference}: {exc.explanation}") from None
+    image_id = str(inspect.get("Id", ""))
+    tmp = tempfile.mkdtemp(prefix="eifbuild-image-")
+    try:
+        saved = Path(tmp) / "image.tar"
+        with open(saved, "wb") as out, progress(desc="docker save") as bar:
+            for chunk in client.api.get_image(image_id or ref):
+                out.write(chunk)
+                bar.update(len(chunk))
+        image = open_docker_archive(reference, saved, None, arch, limits)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    image._tmp = tmp
+    if image_id and image.image_id != image_id:
+        image.close()
+        raise ImageSourceError(
+            f"{reference}: daemon sent config {image.image_id}, expected {image_id}"
+        )
+    image.input_digests["repo_digests"] = sorted(inspect.get("RepoDigests") or [])
+    return image

@@ -1,0 +1,199 @@
+"""The Image and Layer types every transport produces, and config parsing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from eifbuild.errors import ImageSourceError
+from eifbuild.model import ImageConfig
+from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region, materialize_layer
+from eifbuild.sources._tar import Member, iter_members
+
+_ARCH_ALIASES = {
+    "amd64": "amd64",
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "arm64": "arm64",
+    "aarch64": "arm64",
+}
+
+
+def normalize_arch(name: str) -> str:
+    """OCI architecture name (``amd64``/``arm64``) for the spellings users type."""
+    return _ARCH_ALIASES.get(name.lower(), name.lower())
+
+
+@dataclass
+class Layer:
+    """One layer: its stored blob plus what the manifest/config say it must hash to."""
+
+    index: int
+    blob: Region
+    digest: str | None  # blob digest from the manifest (None: legacy docker-archive)
+    diff_id: str | None  # uncompressed digest from the config
+    media_type: str
+    image: Image = field(repr=False)
+    _tar: Region | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"layer {self.index} ({self.diff_id or self.digest or 'unknown digest'})"
+
+    def tar(self) -> Region:
+        """The verified, uncompressed tar (verification and decompression happen once)."""
+        if self._tar is None:
+            self._tar = materialize_layer(
+                self.blob,
+                blob_digest=self.digest,
+                diff_id=self.diff_id,
+                what=f"{self.image.reference}: {self.label}",
+                tmpdir=self.image.tmpdir(),
+                limits=self.image.limits,
+            )
+            self.image.add_expanded(self._tar.size, self.label)
+        return self._tar
+
+    def members(self, max_entries: int | None = None) -> Iterator[Member]:
+        """Stream the verified tar members in stored order."""
+        cap = self.image.limits.max_entries if max_entries is None else max_entries
+        return iter_members(self.tar(), f"{self.image.reference}: {self.label}", cap)
+
+
+@dataclass
+class Image:
+    reference: str
+    image_id: str
+    config: ImageConfig
+    layers: list[Layer]
+    input_digests: dict[str, Any]
+    limits: Limits = DEFAULT_LIMITS
+    _tmp: str | None = field(default=None, repr=False)
+    _expanded: int = field(default=0, repr=False)
+
+    def tmpdir(self) -> str:
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="eifbuild-image-")
+        return self._tmp
+
+    def add_expanded(self, size: int, label: str) -> None:
+        self._expanded += size
+        if self._expanded > self.limits.max_total_bytes:
+            raise ImageSourceError(
+                f"{self.reference}: {label} takes the image beyond the"
+                f" {self.limits.max_total_bytes}-byte total size limit"
+            )
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Image:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _str_list(value: object, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ImageSourceError(f"{what} is not a list of strings")
+    return list(value)
+
+
+def _str(value: object, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ImageSourceError(f"{what} is not a string")
+    return value
+
+
+def parse_config(doc: object, what: str) -> ImageConfig:
+    """ImageConfig from an OCI / Docker image configuration document."""
+    if not isinstance(doc, dict):
+        raise ImageSourceError(f"{what}: image config is not a JSON object")
+    cfg = doc.get("config") or doc.get("Config") or {}
+    if not isinstance(cfg, dict):
+        raise ImageSourceError(f"{what}: image config 'config' is not an object")
+    labels = cfg.get("Labels")
+    if labels is not None and not (
+        isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
+    ):
+        raise ImageSourceError(f"{what}: config Labels is not a string map")
+    created = doc.get("created")
+    return ImageConfig(
+        architecture=normalize_arch(_str(doc.get("architecture"), f"{what}: architecture")),
+        os=_str(doc.get("os"), f"{what}: os") or "linux",
+        cmd=_str_list(cfg.get("Cmd"), f"{what}: config Cmd"),
+        entrypoint=_str_list(cfg.get("Entrypoint"), f"{what}: config Entrypoint"),
+        env=_str_list(cfg.get("Env"), f"{what}: config Env"),
+        working_dir=_str(cfg.get("WorkingDir"), f"{what}: config WorkingDir"),
+        user=_str(cfg.get("User"), f"{what}: config User"),
+        created=created if isinstance(created, str) else None,
+        labels=dict(labels) if labels else None,
+        raw=doc,
+    )
+
+
+def diff_ids(doc: dict[str, Any], what: str) -> list[str]:
+    rootfs = doc.get("rootfs")
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+        raise ImageSourceError(f"{what}: image config has no rootfs.diff_ids list")
+    from eifbuild.sources._blobs import check_digest_text
+
+    return [check_digest_text(x, f"{what}: diff_id") for x in ids]
+
+
+def check_arch(config: ImageConfig, arch: str | None, what: str) -> None:
+    if arch is not None and normalize_arch(arch) != config.architecture:
+        raise ImageSourceError(
+            f"{what}: image is {config.os}/{config.architecture}, but --arch {arch} was asked"
+        )
+
+
+def select_cmd_env(
+    config: ImageConfig, mode: str = "nitro"
+) -> tuple[list[str], list[str], list[str]]:
+    """(cmd, env, warnings) as nitro-cli (``nitro``) or ``docker run`` (``docker``) picks them.
+
+    nitro: ``Cmd`` if present (even empty), else ``Entrypoint``, else an error; WorkingDir and
+    User are ignored by the enclave init, so a set value is a warning.
+    docker: ``Entrypoint + Cmd``; an empty result is an error.
+    """
+    env = list(config.env or [])
+    warnings: list[str] = []
+    if mode == "nitro":
+        if config.cmd is not None:
+            cmd = list(config.cmd)
+        elif config.entrypoint is not None:
+            cmd = list(config.entrypoint)
+        else:
+            raise ImageSourceError(
+                "image has neither Cmd nor Entrypoint (nitro-cli refuses it too)"
+            )
+        if config.working_dir not in ("", "/"):
+            warnings.append(
+                f"image WorkingDir {config.working_dir!r} is ignored: the enclave init runs the command from /"
+            )
+        if config.user not in ("", "0", "root", "0:0", "root:root"):
+            warnings.append(
+                f"image User {config.user!r} is ignored: the enclave init runs the command as root"
+            )
+        return cmd, env, warnings
+    if mode == "docker":
+        cmd = list(config.entrypoint or []) + list(config.cmd or [])
+        if not cmd:
+            raise ImageSourceError("image has neither Cmd nor Entrypoint: nothing to run")
+        return cmd, env, warnings
+    raise ImageSourceError(f"unknown entrypoint mode {mode!r} (expected nitro or docker)")
