@@ -1,0 +1,100 @@
+"""``eifbuild rootfs IMAGE``: the flattened root filesystem as JSON lines, sorted by path."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from eifbuild._progress import progress
+from eifbuild.model import Entry, EntryType
+from eifbuild.rootfs import docker_export_entries, flatten
+from eifbuild.sources import open_image
+
+HELP = "list the flattened rootfs of a container image as JSON lines"
+DESCRIPTION = """List the merged root filesystem of IMAGE (the view a container sees), one JSON
+object per line, sorted by path: path, type, mode (octal text), uid, gid, mtime, size, sha256
+(regular files), linkname (symlink target, or the first path of a hard link), rdev
+([major, minor] for devices). A path or link that is not UTF-8 is also given as hex
+(path_hex, linkname_hex).
+
+IMAGE: docker-daemon:REF or REF, docker-archive:PATH[:REF], oci:DIR[:REF], oci-archive:TAR[:REF]."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", metavar="IMAGE", help="image reference with transport")
+    parser.add_argument("--arch", help="platform to pick from an index: amd64 or arm64")
+    parser.add_argument(
+        "--docker-dir", type=Path, help="docker build this directory first, tagged IMAGE"
+    )
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help="list what `docker export` would contain (add Docker's init layer and WorkingDir)",
+    )
+    parser.add_argument("--no-hash", action="store_true", help="do not read contents for sha256")
+
+
+def _text(raw: bytes, key: str, out: dict[str, Any]) -> None:
+    try:
+        out[key] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        out[key] = raw.decode("utf-8", "replace")
+        out[key + "_hex"] = raw.hex()
+
+
+def _sha256(entry: Entry) -> str:
+    h = hashlib.sha256()
+    for chunk in entry.open():
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def entry_record(entry: Entry, hash_content: bool = True) -> dict[str, Any]:
+    """The JSON object for one entry (shared with tests and later diff tooling)."""
+    rec: dict[str, Any] = {}
+    _text(entry.path, "path", rec)
+    rec.update(
+        type=entry.type.value,
+        mode=f"{entry.mode:04o}",
+        uid=entry.uid,
+        gid=entry.gid,
+        mtime=entry.mtime,
+        size=entry.size,
+        sha256=_sha256(entry) if hash_content and entry.type is EntryType.FILE else None,
+    )
+    link: dict[str, Any] = {}
+    _text(entry.linkname, "linkname", link)
+    rec.update(link if entry.linkname else {"linkname": None})
+    is_dev = entry.type in (EntryType.CHAR, EntryType.BLOCK)
+    rec["rdev"] = [entry.devmajor, entry.devminor] if is_dev else None
+    return rec
+
+
+def listing(entries: Iterable[Entry], hash_content: bool = True) -> list[dict[str, Any]]:
+    """Records sorted by path bytes."""
+    with progress(desc="rootfs", unit="entries") as bar:
+        pairs = []
+        for e in entries:
+            pairs.append((e.path, entry_record(e, hash_content)))
+            bar.update(1)
+    pairs.sort(key=lambda p: p[0])
+    return [rec for _, rec in pairs]
+
+
+def run(args: argparse.Namespace) -> int:
+    warnings: list[str] = []
+    with open_image(args.image, arch=args.arch, docker_dir=args.docker_dir) as image:
+        make = docker_export_entries if args.export else flatten
+        records = listing(make(image, warn=warnings.append), hash_content=not args.no_hash)
+    out = sys.stdout
+    for rec in records:
+        out.write(json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n")
+    out.flush()
+    for w in warnings:
+        print(f"eifbuild: warning: {w}", file=sys.stderr)
+    return 0
