@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from eifbuild.errors import EifbuildError, EifFormatError, UsageError, VerificationError
 
 MAX_EXPECT_SIZE = 1 << 20
@@ -114,6 +116,17 @@ def load_expectations(path: str | os.PathLike[str]) -> dict[int, str]:
     return out
 
 
+def _self_signature_problem(cert: x509.Certificate) -> str | None:
+    """A self-issued certificate must carry a valid signature by its own key."""
+    if cert.issuer != cert.subject:
+        return None  # issued by a CA: no chain is given to check it against
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception:
+        return "self-signed certificate's own signature does not verify (modified certificate?)"
+    return None
+
+
 def _check_signature(
     report: VerifyReport,
     entries: list[tuple[bytes, bytes]],
@@ -142,7 +155,10 @@ def _check_signature(
     window = (
         f"{openssl_time(cert.not_valid_before_utc)} to {openssl_time(cert.not_valid_after_utc)}"
     )
-    if sig.validity_problem is None:
+    self_sig = _self_signature_problem(cert)
+    if self_sig is not None:
+        report.add("certificate", False, self_sig)
+    elif sig.validity_problem is None:
         report.add("certificate", True, f"valid {window}")
     else:
         ok = allow_expired
@@ -158,6 +174,21 @@ def _check_signature(
         )
 
 
+def _reader_class() -> type[Any]:
+    from eifbuild.eif.reader import EifReader
+
+    class _Reader(EifReader):
+        """A reader whose scan survives an unreadable certificate (reported separately)."""
+
+        def pcr8(self) -> str | None:
+            try:
+                return super().pcr8()
+            except EifbuildError:
+                return None
+
+    return _Reader
+
+
 def verify_eif(
     path: str | os.PathLike[str],
     *,
@@ -169,12 +200,10 @@ def verify_eif(
     progress: Any = None,
 ) -> VerifyReport:
     """Run every check on ``path``; never raises for a bad EIF, reports it instead."""
-    from eifbuild.eif.reader import EifReader
-
     report = VerifyReport(str(path))
     expect = dict(expect or {})
     try:
-        reader = EifReader(path)
+        reader = _reader_class()(path)
     except EifFormatError as exc:
         report.add("structure", False, str(exc))
         return report

@@ -79,7 +79,7 @@ def test_in_process_signing_matches_spec(tmp_path: Path) -> None:
 
 
 def test_make_signer_usage_and_preflight(tmp_path: Path) -> None:
-    key, cert = sigref.make_cert(tmp_path)
+    key, _ = sigref.make_cert(tmp_path)
     p = argparse.ArgumentParser()
     add_signing_arguments(p)
     assert make_signer(p.parse_args([])) is None

@@ -36,6 +36,7 @@ from eifbuild.sign.describe import certificate_info
 from eifbuild.sign.keys import (
     KeyBackend,
     alg_for_public_key,
+    certificate_public_key,
     load_certificate,
     load_pem_key,
     same_public_key,
@@ -90,9 +91,8 @@ def check_certificate(
     validity window (unless ``allow_expired``).
     """
     cert = load_certificate(cert_pem, what)
-    alg = alg_for_public_key(cert.public_key(), what)
-    pub = cert.public_key()
-    assert isinstance(pub, ec.EllipticCurvePublicKey)
+    pub = certificate_public_key(cert, what)
+    alg = alg_for_public_key(pub, what)
     if key is not None and not same_public_key(pub, key):
         raise SigningError(f"{what}: its public key does not match the private key")
     problem = validity_problem(cert, now or utc_now())
@@ -185,11 +185,10 @@ def verify_signature(
     """
     try:
         cert = load_certificate(cert_pem, "signing certificate")
-        pub = cert.public_key()
+        pub = certificate_public_key(cert, "signing certificate")
         cert_alg = alg_for_public_key(pub, "signing certificate")
     except SigningError as exc:
         raise VerificationError(str(exc)) from None
-    assert isinstance(pub, ec.EllipticCurvePublicKey)
     msg = decode_sign1(cose)
     if msg.alg != cert_alg:
         raise VerificationError(

@@ -136,8 +136,19 @@ def load_certificate(pem: bytes, what: str) -> x509.Certificate:
     """The first certificate of a PEM file (the one AWS's tools use)."""
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise SigningError(f"{what}: not a PEM X.509 certificate") from None
+
+
+def certificate_public_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
+    """The certificate's EC public key on a supported curve, or a SigningError."""
+    try:
+        pub = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SigningError(f"{what}: unusable public key ({exc})") from None
+    alg_for_public_key(pub, what)
+    assert isinstance(pub, ec.EllipticCurvePublicKey)
+    return pub
 
 
 def certificate_der(pem: bytes, what: str = "signing certificate") -> bytes:
