@@ -66,14 +66,15 @@ FILES_DIRS = (b"dev", b"run", b"sys", b"var", b"proc", b"tmp")
 DECISIONS = {
     "export_dir_slash": "Directories from the export keep Docker's trailing '/' (observed, spec §14).",
     "workdir": (
-        "A Config.WorkingDir missing from the image is emitted as 0755 root directories (like "
-        "`docker create`) with mtime 1492533000 instead of Docker's wall clock: nitro-cli's own "
-        "PCR2 is not reproducible for such images, so no byte parity is possible; the tree shape "
-        "matches. The parent directory keeps the image's mtime."
+        "A Config.WorkingDir missing from the image is created by the export emulation "
+        "(eifbuild.rootfs.add_init_layer, the one place for it) as 0755 root directories with "
+        "mtime 1492533000 instead of Docker's wall clock: nitro-cli's own PCR2 is not "
+        "reproducible for such images, so no byte parity is possible; the tree shape matches."
     ),
     "clamp_mtime": (
         "--clamp-mtime clamps only mtimes that come from the image (export entries, incl. the "
-        "WorkingDir directories) to min(mtime, epoch); linuxkit's fixed 1492533000 entries stay."
+        "entries Docker stamps with the wall clock) to min(mtime, epoch); linuxkit's fixed "
+        "1492533000 entries (touch/replace rules, files:) stay."
     ),
     "modules": (
         "With extra kernel modules the bootstrap ramdisk is dev, init, each .ko in load order "
@@ -81,8 +82,6 @@ DECISIONS = {
         "it is one of the modules."
     ),
 }
-WORKDIR_MTIME = LINUXKIT_MTIME
-WORKDIR_MODE = 0o755
 
 _CHUNK = 1 << 20
 
@@ -237,44 +236,6 @@ def _missing_touch(name: bytes) -> Member:
     if name == b"etc/resolv.conf":
         return Member(full, S_IFLNK, 0o755, mtime=LINUXKIT_MTIME, data=RESOLV_TARGET)
     return _dir(full)
-
-
-def walk_key(path: bytes) -> list[bytes]:
-    """Sort key of docker export's walk (pre-order, siblings in byte order)."""
-    return path.split(b"/")
-
-
-def with_workdir(
-    entries: Iterable[Entry], working_dir: str, inserted: list[bytes] | None = None
-) -> Iterator[Entry]:
-    """Insert the WorkingDir directories `docker create` would add (see DECISIONS["workdir"]).
-
-    ``entries`` must be in export walk order; missing components are merged in at their walk
-    position. Components that exist (as anything) are left alone. The paths added are
-    appended to ``inserted`` (so the caller can report the parity exception).
-    """
-    added = inserted if inserted is not None else []
-    parts = _clean(os.fsencode(working_dir).split(b"/"))
-    if not parts or b".." in parts:
-        yield from entries
-        return
-    pending = [b"/".join(parts[: i + 1]) for i in range(len(parts))]
-    for e in entries:
-        while pending and walk_key(pending[0]) < walk_key(e.path):
-            added.append(pending.pop(0))
-            yield _workdir_entry(added[-1])
-        if pending and pending[0] == e.path:
-            pending.pop(0)
-            if e.type is not EntryType.DIR:
-                pending.clear()  # a file or symlink is in the way: emit nothing below it
-        yield e
-    for p in pending:
-        added.append(p)
-        yield _workdir_entry(p)
-
-
-def _workdir_entry(path: bytes) -> Entry:
-    return Entry(path, EntryType.DIR, WORKDIR_MODE, mtime=WORKDIR_MTIME)
 
 
 def customer_members(

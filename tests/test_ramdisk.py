@@ -13,7 +13,6 @@ from eifbuild.ramdisk import (
     customer_stream,
     go_rel,
     list_file,
-    with_workdir,
 )
 from tests.cpio_ref import check_gocpio_invariants, parse
 
@@ -194,22 +193,6 @@ def test_clamp_mtime_only_affects_image_mtimes() -> None:
     assert e[b"rootfs/bin/x"].mtime == 100
     assert e[b"rootfs/etc/"].mtime == LK  # touch rule, not clamped
     assert e[b"cmd"].mtime == LK
-
-
-def test_workdir_inserted_in_walk_order() -> None:
-    entries = [_d(b"a"), _d(b"a/x"), _d(b"a-b"), _d(b"srv"), _d(b"srv/z")]
-    out = [(x.path, x.mtime) for x in with_workdir(entries, "/srv/app/sub")]
-    assert out == [
-        (b"a", T), (b"a/x", T), (b"a-b", T), (b"srv", T),
-        (b"srv/app", LK), (b"srv/app/sub", LK), (b"srv/z", T),
-    ]  # fmt: skip
-    added: list[bytes] = []
-    out2 = [x.path for x in with_workdir(entries, "work/dir", added)]
-    assert added == [b"work", b"work/dir"]
-    assert out2[-2:] == [b"work", b"work/dir"]
-    blocked = [_f(b"w", b"")]
-    assert [x.path for x in with_workdir(blocked, "/w/x")] == [b"w"]
-    assert [x.path for x in with_workdir(entries, "/")] == [x.path for x in entries]
 
 
 def test_bootstrap_modules_form_and_builtin_nsm(tmp_path: Path) -> None:

@@ -1,0 +1,110 @@
+"""``eifbuild build IMAGE --output OUT.eif``: the nitro-cli ``build-enclave`` equivalent."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from eifbuild._epoch import source_date_epoch
+from eifbuild._progress import set_quiet
+from eifbuild.cli._common import info, print_json
+from eifbuild.errors import UsageError
+
+HELP = "build an EIF from a container image (PCRs identical to nitro-cli build-enclave)"
+DESCRIPTION = """Build an EIF v4 from a container image without Docker or linuxkit.
+
+IMAGE is a reference with a transport: docker-daemon:NAME[:TAG], docker-archive:FILE.tar[:REF],
+oci:DIR[:REF], oci-archive:FILE[:REF] (a bare NAME means docker-daemon:NAME).
+
+Kernel, cmdline, init and nsm.ko come from a nitro-cli style blobs directory: --blobs DIR, else
+$NITRO_CLI_BLOBS, else eifbuild's own kernel and init. The kernel file is chosen by the image's
+architecture (bzImage for amd64, Image for arm64).
+
+The ramdisks are byte-identical to nitro-cli 1.5's, so PCR0/1/2 match `nitro-cli build-enclave`
+for the same image and blobs. Exceptions: an image whose Config.WorkingDir does not exist (nitro-cli
+gives it a wall-clock mtime; eifbuild a fixed one) and --clamp-mtime (changes PCR2 on purpose).
+
+--clamp-mtime [EPOCH] clamps every mtime that comes from the image to EPOCH (or
+SOURCE_DATE_EPOCH), so rebuilding the same Dockerfile gives the same PCR2. Off by default.
+
+The metadata section is deterministic: BuildTime is SOURCE_DATE_EPOCH, else the image's
+`created`; DockerInfo is a fixed subset of the image config."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="image reference with transport")
+    p.add_argument("--output", "-o", required=True, metavar="OUT.eif", help="EIF file to write")
+    p.add_argument("--arch", choices=("amd64", "arm64"), help="platform to select from an index")
+    p.add_argument("--docker-dir", metavar="DIR", help="build IMAGE from DIR/Dockerfile first")
+    g = p.add_argument_group("boot inputs")
+    g.add_argument("--blobs", metavar="DIR", help="nitro-cli style blobs directory")
+    g.add_argument("--kernel", metavar="FILE", help="kernel image (bzImage or Image)")
+    g.add_argument("--kernel-config", metavar="FILE", help="kernel .config (metadata only)")
+    g.add_argument("--cmdline", metavar="TEXT", help="kernel command line (trimmed)")
+    g.add_argument("--init", metavar="FILE", help="init for the bootstrap ramdisk")
+    g.add_argument("--nsm", metavar="FILE", help="nsm.ko for the bootstrap ramdisk")
+    m = p.add_argument_group("metadata and reproducibility")
+    m.add_argument("--name", help="ImageName (default: the reference before ':')")
+    m.add_argument("--version", help="ImageVersion (default: the image ID)")
+    m.add_argument("--metadata", metavar="FILE", help="custom metadata JSON (<= 4096 bytes)")
+    m.add_argument(
+        "--clamp-mtime",
+        nargs="?",
+        const="SOURCE_DATE_EPOCH",
+        metavar="EPOCH",
+        help="clamp image mtimes to EPOCH (default: SOURCE_DATE_EPOCH); changes PCR2",
+    )
+    p.add_argument("--json", action="store_true", help="print a full build record as JSON")
+    try:
+        from eifbuild.cli._signing import add_signing_arguments
+    except ImportError:  # pragma: no cover - signing stage absent
+        return
+    add_signing_arguments(p)
+
+
+def clamp_value(raw: str | None) -> int | None:
+    """--clamp-mtime's value: an explicit epoch, or SOURCE_DATE_EPOCH (which must be set)."""
+    if raw is None:
+        return None
+    if raw == "SOURCE_DATE_EPOCH":
+        epoch = source_date_epoch()
+        if epoch is None:
+            raise UsageError("--clamp-mtime without a value needs SOURCE_DATE_EPOCH to be set")
+        return epoch
+    if not raw.isdigit():
+        raise UsageError(f"--clamp-mtime {raw!r} is not a non-negative integer")
+    return int(raw)
+
+
+def run(args: argparse.Namespace) -> int:
+    from eifbuild.cli._signing import make_signer
+    from eifbuild.pipeline import BuildRequest, build
+
+    if args.json:
+        set_quiet(True)
+    req = BuildRequest(
+        image=args.image,
+        output=Path(args.output),
+        arch=args.arch,
+        docker_dir=args.docker_dir,
+        blobs_dir=args.blobs,
+        kernel=args.kernel,
+        kernel_config=args.kernel_config,
+        cmdline=args.cmdline,
+        init=args.init,
+        nsm=args.nsm,
+        name=args.name,
+        version=args.version,
+        metadata=args.metadata,
+        clamp_mtime=clamp_value(args.clamp_mtime),
+        signer=make_signer(args),
+    )
+    report = build(req)
+    for w in report.warnings:
+        info(f"eifbuild: warning: {w}")
+    if args.json:
+        print_json(report.record)
+    else:
+        info("Enclave Image successfully created.")
+        print_json({"Measurements": report.result.measurements.as_nitro()})
+    return 0

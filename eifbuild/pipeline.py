@@ -1,0 +1,265 @@
+"""Container image -> bootstrap + customer ramdisks -> EIF v4, streaming, deterministic.
+
+Stages (each with a tqdm bar on a TTY, silent otherwise):
+
+1. open the image (any transport of :mod:`eifbuild.sources`) and resolve the blobs;
+2. stream the ``docker export`` emulation (:mod:`eifbuild.rootfs`) through the linuxkit rules
+   (:mod:`eifbuild.ramdisk`) straight into the EIF writer, which hashes while writing
+   ("reading layers" / "customer ramdisk" bars);
+3. hash the boot inputs for the ``--json`` record ("hashing" bar).
+
+Nothing depends on the wall clock: ``BuildTime`` is SOURCE_DATE_EPOCH, else the image's
+``created``, else 1970-01-01.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eifbuild import __version__
+from eifbuild._epoch import DEFAULT_BUILD_TIME, rfc3339, source_date_epoch
+from eifbuild._progress import progress
+from eifbuild.blobs import Blobs, resolve_blobs
+from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
+from eifbuild.eif.writer import EifResult, Signer, write_eif
+from eifbuild.model import Entry, ImageConfig
+from eifbuild.ramdisk import DECISIONS, bootstrap_stream, customer_stream, list_file
+
+BUILD_TOOL = "eifbuild"
+
+# DockerInfo: nitro-cli stores bollard's re-serialised `docker image inspect`, which cannot be
+# reproduced and carries transport-specific fields (RepoTags, RepoDigests, GraphDriver, sizes).
+# eifbuild stores this documented, transport-independent subset of the image config instead
+# (keys sorted by the metadata encoder; absent fields omitted).
+DOCKER_INFO_TOP = ("architecture", "os", "variant", "created")
+DOCKER_INFO_CONFIG = (
+    "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels",
+    "ExposedPorts", "Volumes", "StopSignal",
+)  # fmt: skip
+
+
+@dataclass
+class BuildRequest:
+    """Everything ``eifbuild build`` needs; the CLI fills it from argparse."""
+
+    image: str
+    output: Path
+    arch: str | None = None
+    docker_dir: str | None = None
+    blobs_dir: str | None = None
+    kernel: str | None = None
+    kernel_config: str | None = None
+    cmdline: str | None = None
+    init: str | None = None
+    nsm: str | None = None
+    name: str | None = None
+    version: str | None = None
+    metadata: str | None = None
+    clamp_mtime: int | None = None
+    signer: Signer | None = None
+
+
+@dataclass
+class BuildReport:
+    result: EifResult
+    record: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def image_name(ref: str) -> str:
+    """nitro-cli's ImageName (the Docker reference before its first ':'), for any transport.
+
+    ``docker-daemon:app:v1``, ``docker-archive:x.tar:app:v1`` and ``oci:DIR:app:v1`` all give
+    ``app``, so the metadata does not depend on the transport. Without an inner reference an
+    archive or layout falls back to its file name (use ``--name`` to pin it).
+    """
+    from eifbuild.sources import parse_reference
+
+    transport, location, inner = parse_reference(ref)
+    name = location if transport == "docker-daemon" else inner or Path(location.rstrip("/")).name
+    return name.split(":", 1)[0]
+
+
+def build_time(config: ImageConfig) -> str:
+    """SOURCE_DATE_EPOCH, else the image's ``created``, else 1970-01-01 (never the clock)."""
+    epoch = source_date_epoch()
+    if epoch is not None:
+        return rfc3339(epoch)
+    return config.created or DEFAULT_BUILD_TIME
+
+
+def docker_info(config: ImageConfig, image_id: str) -> dict[str, Any]:
+    """The deterministic DockerInfo subset (see DOCKER_INFO_*)."""
+    raw = config.raw or {}
+    info: dict[str, Any] = {"Id": image_id}
+    for key in DOCKER_INFO_TOP:
+        if raw.get(key) is not None:
+            info[key[0].upper() + key[1:]] = raw[key]
+    inner = raw.get("config") or raw.get("Config") or {}
+    if isinstance(inner, dict):
+        cfg = {k: inner[k] for k in DOCKER_INFO_CONFIG if inner.get(k) is not None}
+        if cfg:
+            info["Config"] = cfg
+    return info
+
+
+def _sha384_file(path: Path, bar: Callable[[int], object]) -> str:
+    h = hashlib.sha384()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            bar(len(chunk))
+    return h.hexdigest()
+
+
+def _counted(chunks: Iterator[bytes], bar: Callable[[int], object]) -> Iterator[bytes]:
+    for c in chunks:
+        bar(len(c))
+        yield c
+
+
+def _open(req: BuildRequest) -> Any:
+    from eifbuild.sources import open_image
+
+    return open_image(
+        req.image, arch=req.arch, docker_dir=Path(req.docker_dir) if req.docker_dir else None
+    )
+
+
+def _blobs(req: BuildRequest, arch: str) -> Blobs:
+    return resolve_blobs(
+        arch,
+        blobs_dir=req.blobs_dir,
+        kernel=req.kernel,
+        kernel_config=req.kernel_config,
+        cmdline=req.cmdline,
+        init=req.init,
+        nsm=req.nsm,
+    )
+
+
+def _metadata(req: BuildRequest, image: Any, blobs: Blobs) -> bytes:
+    os_name, kver = kernel_config_info(blobs.kernel_config)
+    image_id = str(image.image_id)
+    custom = load_custom_metadata(req.metadata) if req.metadata else None
+    return encode_metadata(
+        image_name=req.name if req.name is not None else image_name(req.image),
+        image_version=req.version if req.version is not None else image_id.removeprefix("sha256:"),
+        build_time=build_time(image.config),
+        build_tool=BUILD_TOOL,
+        build_tool_version=__version__,
+        operating_system=os_name,
+        kernel_version=kver,
+        docker_info=docker_info(image.config, image_id),
+        custom=custom,
+    )
+
+
+def _missing_workdir(tree: Any, working_dir: str) -> bool:
+    parts = [
+        p
+        for p in working_dir.encode("utf-8", "surrogateescape").split(b"/")
+        if p not in (b"", b".")
+    ]
+    return bool(parts) and tree.lookup(parts) is None
+
+
+def _export(image: Any, warnings: list[str]) -> tuple[Iterator[Entry], bool]:
+    """docker export emulation (eifbuild.rootfs); True when WorkingDir had to be created."""
+    from eifbuild import rootfs
+
+    tree = rootfs.merge(image, limits=image.limits)
+    wd = image.config.working_dir or ""
+    missing = _missing_workdir(tree, wd)
+    rootfs.add_init_layer(tree, wd, limits=image.limits)
+    return rootfs.walk(tree, warnings.append), missing
+
+
+def build(req: BuildRequest) -> BuildReport:
+    """Run the whole pipeline and write ``req.output`` atomically."""
+    from eifbuild.sources import select_cmd_env
+
+    with _open(req) as image:
+        config: ImageConfig = image.config
+        blobs = _blobs(req, config.architecture)
+        cmd, env, warnings = select_cmd_env(config, "nitro")
+        cmd_bytes, env_bytes = list_file(cmd), list_file(env)
+        metadata = _metadata(req, image, blobs)
+        with progress(desc="reading layers", unit="layer", total=len(image.layers)) as bar:
+            entries, missing_wd = _export(image, warnings)
+            bar.update(len(image.layers))
+
+        def customer() -> Iterator[bytes]:
+            with progress(desc="customer ramdisk") as bar:
+                stream = customer_stream(entries, cmd_bytes, env_bytes, clamp_mtime=req.clamp_mtime)
+                yield from _counted(stream, bar.update)
+
+        def bootstrap() -> Iterator[bytes]:
+            return bootstrap_stream(blobs.init, blobs.nsm)
+
+        with progress(desc="writing EIF") as bar:
+            result = write_eif(
+                req.output,
+                kernel=blobs.kernel,
+                cmdline=blobs.cmdline,
+                metadata=metadata,
+                ramdisks=[bootstrap, customer],
+                arch=blobs.arch,
+                signer=req.signer,
+                progress=bar.update,
+            )
+        record = _record(req, image, blobs, result, cmd, env)
+    if missing_wd:
+        warnings.append(
+            f"WorkingDir {config.working_dir!r} is missing from the image: nitro-cli creates it "
+            "with the wall-clock mtime, so its PCR2 changes on every build; eifbuild uses a "
+            "fixed mtime (1492533000)"
+        )
+        record["parity_exceptions"] = [DECISIONS["workdir"]]
+    record["warnings"] = warnings
+    return BuildReport(result, record, warnings)
+
+
+def _record(
+    req: BuildRequest, image: Any, blobs: Blobs, result: EifResult, cmd: list[str], env: list[str]
+) -> dict[str, Any]:
+    """The ``--json`` record: measurements plus every input's digest."""
+    paths = [("kernel", blobs.kernel), ("init", blobs.init)]
+    if blobs.nsm is not None:
+        paths.append(("nsm", blobs.nsm))
+    total = sum(p.stat().st_size for _, p in paths) + result.size
+    digests: dict[str, str] = {}
+    with progress(total=total, desc="hashing") as bar:
+        for label, p in paths:
+            digests[f"{label}_sha384"] = _sha384_file(p, bar.update)
+        eif_sha384 = _sha384_file(result.path, bar.update)
+    inputs: dict[str, Any] = {
+        "image": req.image,
+        "image_reference": str(image.reference),
+        "image_id": str(image.image_id),
+        "image_digests": dict(getattr(image, "input_digests", {}) or {}),
+        "blobs_source": blobs.source,
+        "kernel": blobs.kernel.name,
+        "cmdline": blobs.cmdline,
+        **digests,
+    }
+    return {
+        "Measurements": result.measurements.as_nitro(),
+        "eif": {
+            "path": os.fspath(req.output),
+            "size": result.size,
+            "sha384": eif_sha384,
+            "crc32": result.crc32,
+            "arch": blobs.arch,
+        },
+        "inputs": inputs,
+        "cmd": cmd,
+        "env": env,
+        "clamp_mtime": req.clamp_mtime,
+        "build_tool": {"name": BUILD_TOOL, "version": __version__},
+    }

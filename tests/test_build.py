@@ -1,0 +1,141 @@
+"""`eifbuild build` / `eifbuild demo` end to end, checked by an independent EIF/PCR reading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from eifbuild.cli import main
+from tests.conftest import require
+from tests.cpio_ref import check_gocpio_invariants, parse
+from tests.test_build_blobs import X86_CMDLINE, make_blobs
+
+SDE = "1700000000"
+
+
+def sections(eif: bytes) -> list[tuple[int, bytes]]:
+    """(type, data) of every section, walked from offset 548 (spec eif-format §1, §3)."""
+    out, off = [], 548
+    while off + 12 <= len(eif):
+        stype, _flags, size = struct.unpack(">HHQ", eif[off : off + 12])
+        out.append((stype, eif[off + 12 : off + 12 + size]))
+        off += 12 + size
+    return out
+
+
+def extend(data: bytes) -> str:
+    return hashlib.sha384(b"\0" * 48 + hashlib.sha384(data).digest()).hexdigest()
+
+
+def expected_pcrs(eif: bytes) -> dict[str, str]:
+    secs = sections(eif)
+    kernel = next(d for t, d in secs if t == 1)
+    cmdline = next(d for t, d in secs if t == 2)
+    rds = [d for t, d in secs if t == 3]
+    return {
+        "PCR0": extend(kernel + cmdline + b"".join(rds)),
+        "PCR1": extend(kernel + cmdline + rds[0]),
+        "PCR2": extend(b"".join(rds[1:])),
+    }
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def check_eif(eif_path: Path, stdout: str, blobs: Path) -> list[tuple[int, bytes]]:
+    """Measurements printed == independent PCRs; kernel/cmdline/bootstrap as the blobs say."""
+    eif = eif_path.read_bytes()
+    printed = json.loads(stdout)["Measurements"]
+    exp = expected_pcrs(eif)
+    assert {k: printed[k] for k in exp} == exp
+    secs = sections(eif)
+    assert [t for t, _ in secs] == [1, 2, 5, 3, 3]
+    assert secs[0][1] == (blobs / "bzImage").read_bytes()
+    assert secs[1][1] == X86_CMDLINE.encode()
+    boot = parse(secs[3][1])
+    check_gocpio_invariants(boot)
+    assert [(e.name, e.data) for e in boot] == [
+        (b"dev", b""),
+        (b"init", (blobs / "init").read_bytes()),
+        (b"nsm.ko", (blobs / "nsm.ko").read_bytes()),
+        (b"TRAILER!!!", b""),
+    ]
+    check_gocpio_invariants(parse(secs[4][1]))
+    return secs
+
+
+def _musl() -> None:
+    require("musl", shutil.which("musl-gcc") is not None, "musl-gcc builds the demo program")
+
+
+def test_demo_is_reproducible_and_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _musl()
+    blobs = make_blobs(tmp_path / "blobs")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", SDE)
+    outs = []
+    for i in (1, 2):
+        out = tmp_path / f"demo{i}.eif"
+        rc, stdout, err = run_cli(["demo", "--blobs", str(blobs), "-o", str(out)], capsys)
+        assert rc == 0, err
+        secs = check_eif(out, stdout, blobs)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    cust = {e.name: e for e in parse(secs[4][1])}
+    assert cust[b"cmd"].data == b"/bin/hello\n"
+    assert cust[b"rootfs/bin/hello"].mode == 0o100755
+    meta = json.loads(next(d for t, d in secs if t == 5))
+    assert meta["ImageName"] == "eifbuild-demo"
+    assert meta["BuildMetadata"]["BuildTime"] == "2023-11-14T22:13:20+00:00"
+    assert meta["BuildMetadata"]["BuildTool"] == "eifbuild"
+    assert (meta["BuildMetadata"]["OperatingSystem"], meta["BuildMetadata"]["KernelVersion"]) == (
+        "Linux",
+        "4.14.256",
+    )
+
+
+def test_demo_binary_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo program inside the ramdisk is a real static program (unpacked and run)."""
+    _musl()
+    blobs = make_blobs(tmp_path / "blobs")
+    out = tmp_path / "d.eif"
+    assert run_cli(["demo", "--blobs", str(blobs), "-o", str(out)], capsys)[0] == 0
+    cust = {e.name: e for e in parse(sections(out.read_bytes())[4][1])}
+    exe = tmp_path / "hello"
+    exe.write_bytes(cust[b"rootfs/bin/hello"].data)
+    exe.chmod(0o755)
+    proc = subprocess.run([str(exe)], capture_output=True, env={"GREETING": "x"}, check=True)
+    assert proc.stdout == b"eifbuild demo: hello from the enclave: x\n"
+
+
+def test_missing_image_is_one_line_error_and_no_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blobs = make_blobs(tmp_path / "blobs")
+    out = tmp_path / "x.eif"
+    rc, stdout, err = run_cli(
+        ["build", f"oci:{tmp_path}/nope:app", "--blobs", str(blobs), "-o", str(out)], capsys
+    )
+    assert rc == 1 and stdout == ""
+    assert err.startswith("eifbuild: error: ") and err.count("\n") == 1
+    assert not out.exists() and list(tmp_path.glob(".x.eif*")) == []
+
+
+def test_clamp_mtime_needs_an_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    rc, _, err = run_cli(
+        ["build", "oci:x:y", "-o", str(tmp_path / "o.eif"), "--clamp-mtime"], capsys
+    )
+    assert rc == 2 and "SOURCE_DATE_EPOCH" in err
