@@ -1,0 +1,249 @@
+"""AWS KMS signing against moto's KMS emulator in server mode, over real HTTP on 127.0.0.1.
+
+moto signs the ``Message`` it is given with ``ECDSA_SHA_384`` and ignores
+``MessageType=DIGEST`` (it hashes the 48-byte digest again), so the end-to-end signatures
+use ``--kms-message-type raw`` (KMS hashes the Sig_structure itself: the same signature on
+real KMS). The default DIGEST mode is exercised too: eifbuild catches the emulator's wrong
+signature by verifying it, and refuses to write anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from eifbuild.cli import main
+from tests import sigref
+from tests.test_sign_flow import make_eif
+
+REGION = "eu-west-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def kms_endpoint() -> Iterator[str]:
+    server_mod = pytest.importorskip("moto.server")
+    port = _free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kms(kms_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import boto3
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    return boto3.client("kms", region_name=REGION, endpoint_url=kms_endpoint)
+
+
+def _create_key(
+    kms: Any, spec: str = "ECC_NIST_P384", usage: str = "SIGN_VERIFY"
+) -> dict[str, Any]:
+    meta: dict[str, Any] = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]
+    return meta
+
+
+def _cert_for_kms_key(kms: Any, key_id: str, tmp: Path, days: int = 365) -> Path:
+    """A certificate for the KMS public key, issued by a local CA key."""
+    der = kms.get_public_key(KeyId=key_id)["PublicKey"]
+    pub = serialization.load_der_public_key(der)
+    ca = ec.generate_private_key(ec.SECP384R1())
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kms signer")])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer)
+        .public_key(pub)  # type: ignore[arg-type]
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(ca, hashes.SHA384())
+    )
+    path = tmp / f"kms-{key_id[-6:]}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _sign(
+    capsys: pytest.CaptureFixture[str],
+    eif: Path,
+    out: Path,
+    cert: Path,
+    key: str,
+    endpoint: str,
+    *extra: str,
+) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(
+        [
+            "sign",
+            str(eif),
+            "-o",
+            str(out),
+            "--signing-certificate",
+            str(cert),
+            "--private-key",
+            key,
+            "--kms-endpoint",
+            endpoint,
+            *extra,
+        ]
+    )
+    o, e = capsys.readouterr()
+    return rc, o, e
+
+
+def test_sign_by_key_arn_alias_arn_alias_name_and_key_id(
+    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta = _create_key(kms)
+    kms.create_alias(AliasName="alias/eif-signing", TargetKeyId=meta["KeyId"])
+    alias_arn = meta["Arn"].replace(f"key/{meta['KeyId']}", "alias/eif-signing")
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    eif = make_eif(tmp_path / "u.eif")
+    cases = {
+        "arn": (meta["Arn"],),
+        "alias-arn": (alias_arn,),
+        "alias-name": ("alias/eif-signing", "--kms-region", REGION),
+        "key-id": (meta["KeyId"], "--kms-region", REGION),
+    }
+    for label, (ref, *region) in cases.items():
+        out = tmp_path / f"{label}.eif"
+        rc, stdout, err = _sign(
+            capsys, eif, out, cert, ref, kms_endpoint, "--kms-message-type", "raw", *region
+        )
+        assert rc == 0, (label, err)
+        ref_eif = sigref.verify_eif(out, cert.read_bytes())
+        assert json.loads(stdout)["Measurements"]["PCR8"] == sigref.pcr8(cert.read_bytes()).hex()
+        assert ref_eif.pcr0 == sigref.read_eif(eif).pcr0
+        capsys.readouterr()
+        assert main(["verify", str(out), "--certificate", str(cert)]) == 0
+
+
+def test_refusals_leave_no_file(
+    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    eif = make_eif(tmp_path / "u.eif")
+    good = _create_key(kms)
+    cert = _cert_for_kms_key(kms, good["KeyId"], tmp_path)
+    disabled = _create_key(kms)
+    kms.disable_key(KeyId=disabled["KeyId"])
+    cert_disabled = _cert_for_kms_key(kms, disabled["KeyId"], tmp_path)
+    enc = _create_key(kms, spec="SYMMETRIC_DEFAULT", usage="ENCRYPT_DECRYPT")
+    raw = ("--kms-message-type", "raw")
+    cases = [
+        (cert_disabled, disabled["Arn"], raw, "key state is Disabled"),
+        (cert, enc["Arn"], raw, "key usage is ENCRYPT_DECRYPT"),
+        (
+            cert,
+            "alias/does-not-exist",
+            ("--kms-region", REGION, *raw),
+            "DescribeKey failed: NotFoundException",
+        ),
+        (cert_disabled, good["Arn"], raw, "does not match the private key"),
+        # moto ignores MessageType=DIGEST: the signature it returns does not verify
+        (cert, good["Arn"], (), "produced a signature that does not verify"),
+        (cert, "arn:aws:kms:eu-west-1:123:key/x", raw, "not a KMS key ARN"),
+    ]
+    for cert_path, ref, extra, message in cases:
+        out = tmp_path / "o.eif"
+        rc, _, err = _sign(capsys, eif, out, cert_path, ref, kms_endpoint, *extra)
+        assert rc == 1, (ref, err)
+        assert message in err and "Traceback" not in err
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_unreachable_endpoint(kms: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    eif = make_eif(tmp_path / "u.eif")
+    _, cert = sigref.make_cert(tmp_path)
+    out = tmp_path / "o.eif"
+    arn = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    rc, _, err = _sign(capsys, eif, out, cert, arn, f"http://127.0.0.1:{_free_port()}")
+    assert rc == 1 and "DescribeKey failed" in err and not out.exists()
+
+
+def test_detached_sign_payload_with_kms_alias(
+    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta = _create_key(kms)
+    kms.create_alias(AliasName="alias/detached", TargetKeyId=meta["KeyId"])
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    eif = make_eif(tmp_path / "d.eif")
+    payload, sig = tmp_path / "p.cbor", tmp_path / "s.cose"
+    assert main(["measure", str(eif), "--payload", str(payload)]) == 0
+    rc = main(
+        [
+            "sign-payload",
+            str(payload),
+            "-o",
+            str(sig),
+            "--private-key",
+            "alias/detached",
+            "--kms-region",
+            REGION,
+            "--kms-endpoint",
+            kms_endpoint,
+            "--kms-message-type",
+            "raw",
+            "--signing-certificate",
+            str(cert),
+        ]
+    )
+    assert rc == 0
+    sigref.verify_cose(cert.read_bytes(), sig.read_bytes(), sigref.read_eif(eif).pcr0)
+    assert (
+        main(
+            [
+                "attach-signature",
+                str(eif),
+                "--signature",
+                str(sig),
+                "--signing-certificate",
+                str(cert),
+            ]
+        )
+        == 0
+    )
+    sigref.verify_eif(eif, cert.read_bytes())
+
+
+def test_missing_boto3_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # makes `import boto3` raise ImportError
+    eif = make_eif(tmp_path / "u.eif")
+    _, cert = sigref.make_cert(tmp_path)
+    out = tmp_path / "o.eif"
+    arn = "arn:aws:kms:eu-west-1:123456789012:alias/x"
+    rc, _, err = _sign(capsys, eif, out, cert, arn, "http://127.0.0.1:1")
+    assert rc == 1 and "pip install 'eifbuild[kms]'" in err and not out.exists()
