@@ -217,3 +217,118 @@ def tar_dir(src: Path, dest: Path) -> Path:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+# --- OCI layouts written directly (no daemon): exact control over blobs, indexes, platforms ---
+
+
+def _blob(root: Path, data: bytes) -> dict[str, object]:
+    import hashlib
+
+    hexd = hashlib.sha256(data).hexdigest()
+    p = root / "blobs" / "sha256" / hexd
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return {"digest": f"sha256:{hexd}", "size": len(data)}
+
+
+def compress(data: bytes, compression: str) -> bytes:
+    if compression == "gzip":
+        import gzip
+
+        return gzip.compress(data, mtime=0)
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(data)
+    return data
+
+
+_LAYER_MT = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+
+
+def oci_image(
+    root: Path,
+    layers: Sequence[bytes],
+    *,
+    config: dict[str, object] | None = None,
+    arch: str = "amd64",
+    compression: str = "none",
+) -> dict[str, object]:
+    """Write layer blobs, config and manifest into an OCI layout; return the manifest descriptor."""
+    import hashlib
+    import json
+
+    cfg: dict[str, object] = {
+        "architecture": arch,
+        "os": "linux",
+        "config": config if config is not None else {"Cmd": ["/bin/sh"]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers],
+        },
+    }
+    cfg_desc = _blob(root, json.dumps(cfg).encode())
+    layer_descs = []
+    for data in layers:
+        d = _blob(root, compress(data, compression))
+        layer_descs.append({"mediaType": _LAYER_MT[compression], **d})
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg_desc},
+        "layers": layer_descs,
+    }
+    desc = _blob(root, json.dumps(manifest).encode())
+    return {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **desc,
+        "platform": {"architecture": arch, "os": "linux"},
+    }
+
+
+def oci_layout(
+    root: Path,
+    manifests: Sequence[dict[str, object]],
+    refs: Sequence[str | None] = (),
+    as_index: bool = False,
+) -> Path:
+    """Write ``oci-layout`` and ``index.json`` listing ``manifests`` (optionally via a nested index)."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    descs = [dict(m) for m in manifests]
+    if as_index:
+        idx = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": descs,
+        }
+        d = _blob(root, json.dumps(idx).encode())
+        descs = [{"mediaType": "application/vnd.oci.image.index.v1+json", **d}]
+    for d, ref in zip(descs, refs, strict=False):
+        if ref is not None:
+            d["annotations"] = {"org.opencontainers.image.ref.name": ref}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": descs}))
+    return root
+
+
+def simple_oci(
+    root: Path,
+    *layers: Sequence[E],
+    ref: str | None = "t",
+    compression: str = "none",
+    config: dict[str, object] | None = None,
+    arch: str = "amd64",
+) -> str:
+    """An OCI layout holding one image made of ``layers``; returns the ``oci:`` reference."""
+    desc = oci_image(
+        root, [layer_bytes(x) for x in layers], config=config, arch=arch, compression=compression
+    )
+    oci_layout(root, [desc], [ref])
+    return f"oci:{root}" + (f":{ref}" if ref else "")

@@ -1,0 +1,325 @@
+"""Merge semantics of eifbuild.rootfs on layouts written in Python (no daemon needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from imagegen import E, simple_oci
+
+from eifbuild.errors import RootfsError
+from eifbuild.model import Entry, EntryType
+from eifbuild.rootfs import WALLCLOCK_MTIME, docker_export_entries, flatten
+from eifbuild.sources import open_image
+
+T = 1_600_000_000
+
+
+def flat(tmp: Path, *layers: Sequence[E], export: bool = False, **kw: object) -> list[Entry]:
+    ref = simple_oci(tmp / "oci", *layers, **kw)  # type: ignore[arg-type]
+    warnings: list[str] = []
+    with open_image(ref) as image:
+        make = docker_export_entries if export else flatten
+        out = list(make(image, warn=warnings.append))
+    flat.warnings = warnings  # type: ignore[attr-defined]
+    return out
+
+
+def paths(entries: list[Entry]) -> list[bytes]:
+    return [e.path for e in entries]
+
+
+def by_path(entries: list[Entry]) -> dict[bytes, Entry]:
+    return {e.path: e for e in entries}
+
+
+def test_walk_order_is_per_directory_byte_order(tmp_path: Path) -> None:
+    layer = [E.dir("a-b"), E.file("a.c"), E.dir("a"), E.file("a/x"), E.file("B"), E.file("a-b/z")]
+    assert paths(flat(tmp_path, layer)) == [b"B", b"a", b"a/x", b"a-b", b"a-b/z", b"a.c"]
+
+
+def test_whiteouts_and_opaque_dirs(tmp_path: Path) -> None:
+    base = [
+        E.dir("d"),
+        E.file("d/keep"),
+        E.file("d/gone"),
+        E.dir("d/sub"),
+        E.file("d/sub/f"),
+        E.dir("o"),
+        E.file("o/old"),
+        E.dir("o/deep"),
+        E.file("o/deep/old"),
+    ]
+    top = [
+        E.dir("d"),
+        E.file("d/.wh.gone"),
+        E.file("d/.wh.sub"),
+        E.file("d/.wh.missing"),
+        E.dir("o"),
+        E.file("o/new"),
+        E.file("o/.wh..wh..opq"),
+        E.dir("o/deep"),
+        E.file("o/deep/new"),
+    ]
+    got = paths(flat(tmp_path, base, top))
+    assert got == [b"d", b"d/keep", b"o", b"o/deep", b"o/deep/new", b"o/new"]
+
+
+def test_whiteout_after_entry_in_same_layer_removes_it(tmp_path: Path) -> None:
+    got = paths(flat(tmp_path, [E.dir("d")], [E.dir("d"), E.file("d/x"), E.file("d/.wh.x")]))
+    assert got == [b"d"]
+
+
+def test_file_replaces_directory_and_vice_versa(tmp_path: Path) -> None:
+    base = [E.dir("a"), E.file("a/inner"), E.file("b", b"old")]
+    top = [E.file("a", b"now a file"), E.dir("b", 0o700), E.file("b/c")]
+    got = flat(tmp_path, base, top)
+    assert [(e.path, e.type) for e in got] == [
+        (b"a", EntryType.FILE),
+        (b"b", EntryType.DIR),
+        (b"b/c", EntryType.FILE),
+    ]
+    assert by_path(got)[b"b"].mode == 0o700
+
+
+def test_directory_over_directory_keeps_children_and_takes_attributes(tmp_path: Path) -> None:
+    got = by_path(
+        flat(tmp_path, [E.dir("d"), E.file("d/f")], [E.dir("d", 0o750, uid=7, gid=8, mtime=5)])
+    )
+    assert got[b"d"] == Entry(b"d", EntryType.DIR, 0o750, 7, 8, 5)
+    assert b"d/f" in got
+
+
+def test_hardlinks_within_and_across_layers(tmp_path: Path) -> None:
+    base = [E.dir("x"), E.file("x/orig", b"data", 0o755), E.hardlink("x/link", "x/orig", 0o755)]
+    top = [E.dir("x"), E.hardlink("a-first", "x/orig", 0o755)]
+    got = flat(tmp_path, base, top)
+    assert [(e.path, e.type, e.linkname) for e in got] == [
+        (b"a-first", EntryType.FILE, b""),
+        (b"x", EntryType.DIR, b""),
+        (b"x/link", EntryType.HARDLINK, b"a-first"),
+        (b"x/orig", EntryType.HARDLINK, b"a-first"),
+    ]
+    assert got[0].size == 4
+
+
+def test_hardlink_partner_deleted_becomes_plain_file(tmp_path: Path) -> None:
+    base = [E.file("f", b"abc"), E.hardlink("g", "f")]
+    got = flat(tmp_path, base, [E.file(".wh.f")])
+    assert [(e.path, e.type, e.size) for e in got] == [(b"g", EntryType.FILE, 3)]
+
+
+def test_replacing_one_path_of_a_hardlink_breaks_the_link(tmp_path: Path) -> None:
+    got = flat(tmp_path, [E.file("f", b"abc"), E.hardlink("g", "f")], [E.file("f", b"new")])
+    assert [(e.path, e.type) for e in got] == [(b"f", EntryType.FILE), (b"g", EntryType.FILE)]
+
+
+def test_special_files_names_and_metadata_kept(tmp_path: Path) -> None:
+    long = "l/" + "n" * 200
+    layer = [
+        E.dir("l"),
+        E.file(long, b"long"),
+        E.file(b"caf\xe9", b"latin1"),
+        E.file("日本", b"utf8"),
+        E.char("null", 1, 3),
+        E.block("sda", 8, 0),
+        E.fifo("pipe", 0o600),
+        E.file("suid", b"", 0o4755),
+        E.file("sgid", b"", 0o2711),
+        E.dir("tmp", 0o1777),
+        E.file("user", b"u", 0o640, uid=1000, gid=1000, mtime=12345),
+        E.symlink("abs", "/etc/passwd"),
+        E.symlink("rel", "../../outside"),
+        E.dir("empty"),
+    ]
+    got = by_path(flat(tmp_path, layer))
+    assert got[long.encode()].size == 4
+    assert got["日本".encode()].size == 4 and got[b"caf\xe9"].size == 6
+    assert (got[b"null"].type, got[b"null"].devmajor, got[b"null"].devminor) == (
+        EntryType.CHAR,
+        1,
+        3,
+    )
+    assert (got[b"sda"].type, got[b"sda"].devmajor) == (EntryType.BLOCK, 8)
+    assert got[b"pipe"].type is EntryType.FIFO and got[b"pipe"].mode == 0o600
+    assert (
+        got[b"suid"].mode == 0o4755 and got[b"sgid"].mode == 0o2711 and got[b"tmp"].mode == 0o1777
+    )
+    assert (got[b"user"].uid, got[b"user"].gid, got[b"user"].mtime, got[b"user"].mode) == (
+        1000,
+        1000,
+        12345,
+        0o640,
+    )
+    assert got[b"abs"].linkname == b"/etc/passwd" and got[b"rel"].linkname == b"../../outside"
+    assert got[b"empty"].type is EntryType.DIR
+
+
+def test_entries_under_symlinked_directory_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RootfsError, match=r"layer 1 .*entry b'etc/x'.*symlink"):
+        flat(tmp_path, [E.symlink("etc", "/tmp")], [E.file("etc/x")])
+
+
+def test_content_streams_from_layer(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 9000  # > 2 MiB: several chunks
+    ref = simple_oci(
+        tmp_path / "oci", [E.file("big", data)], [E.file("small", b"s")], compression="gzip"
+    )
+    with open_image(ref) as image:
+        got = by_path(list(flatten(image)))
+        assert (
+            hashlib.sha256(b"".join(got[b"big"].open())).digest() == hashlib.sha256(data).digest()
+        )
+        assert b"".join(got[b"small"].open()) == b"s"
+
+
+def test_implied_parents_and_headerless_changes_get_the_constant_time(tmp_path: Path) -> None:
+    got = by_path(
+        flat(tmp_path, [E.dir("d", mtime=T), E.file("d/a")], [E.file("d/b"), E.file("p/q/r")])
+    )
+    assert got[b"d"].mtime == WALLCLOCK_MTIME
+    assert got[b"p"] == Entry(b"p", EntryType.DIR, 0o755, 0, 0, WALLCLOCK_MTIME)
+    assert got[b"p/q"].mtime == WALLCLOCK_MTIME
+
+
+def test_xattrs_dropped_with_one_warning(tmp_path: Path) -> None:
+    cap = {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02"}
+    flat(
+        tmp_path,
+        [E.file("ping", b"x", pax=cap), E.file("b", b"y", pax={"SCHILY.xattr.user.a": "1"})],
+    )
+    warnings = flat.warnings  # type: ignore[attr-defined]
+    assert len(warnings) == 1
+    assert (
+        "security.capability" in warnings[0]
+        and "user.a" in warnings[0]
+        and "2 entries" in warnings[0]
+    )
+
+
+# --- docker create / export emulation ------------------------------------------------------
+
+
+def test_init_layer_entries(tmp_path: Path) -> None:
+    layer = [
+        E.dir("dev", 0o711, mtime=T),
+        E.dir("etc", 0o700, uid=5, gid=6),
+        E.file("etc/hosts", b"mine"),
+        E.file("etc/hostname", b"h"),
+        E.file("etc/mtab", b"m"),
+        E.file(".dockerenv", b"x"),
+        E.file("keep", b"k"),
+    ]
+    got = by_path(flat(tmp_path, layer, export=True, config={"Cmd": ["x"], "WorkingDir": "/w/d"}))
+    W = WALLCLOCK_MTIME
+    assert got[b"dev"] == Entry(b"dev", EntryType.DIR, 0o711, 0, 0, W)
+    assert got[b"etc"] == Entry(b"etc", EntryType.DIR, 0o700, 5, 6, W)
+    for f in (b".dockerenv", b"etc/hosts", b"etc/hostname", b"etc/resolv.conf", b"dev/console"):
+        assert got[f] == Entry(f, EntryType.FILE, 0o755, 0, 0, W), f
+    assert got[b"etc/mtab"] == Entry(
+        b"etc/mtab", EntryType.SYMLINK, 0o777, 0, 0, W, linkname=b"/proc/mounts"
+    )
+    for d in (b"dev/pts", b"dev/shm", b"proc", b"sys", b"w", b"w/d"):
+        assert got[d] == Entry(d, EntryType.DIR, 0o755, 0, 0, W), d
+    assert got[b"keep"].size == 1
+
+
+def test_init_layer_replaces_non_directory_parents(tmp_path: Path) -> None:
+    got = by_path(flat(tmp_path, [E.file("dev", b"x"), E.symlink("proc", "/x")], export=True))
+    assert got[b"dev"].type is EntryType.DIR and got[b"proc"].type is EntryType.DIR
+
+
+def test_working_dir_follows_symlinks_in_scope_and_refuses_files(tmp_path: Path) -> None:
+    got = by_path(
+        flat(
+            tmp_path / "a",
+            [E.dir("srv"), E.symlink("app", "../../srv/app")],
+            export=True,
+            config={"Cmd": ["x"], "WorkingDir": "/app/sub"},
+        )
+    )
+    assert got[b"srv/app/sub"].type is EntryType.DIR and got[b"app"].type is EntryType.SYMLINK
+    with pytest.raises(RootfsError, match="WorkingDir"):
+        flat(
+            tmp_path / "b",
+            [E.file("app")],
+            export=True,
+            config={"Cmd": ["x"], "WorkingDir": "/app"},
+        )
+
+
+# --- hostile layers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layer", "pattern"),
+    [
+        ([E.file("../evil")], r"entry b'\.\./evil': '\.\.' in name"),
+        ([E.file("a/../../evil")], r"'\.\.' in name"),
+        ([E.file("/etc/abs")], r"absolute name"),
+        ([E.hardlink("l", "../etc/shadow")], r"hard link target .* escapes"),
+        ([E.hardlink("l", "/etc/shadow")], r"hard link target .* escapes"),
+        ([E.hardlink("l", "missing")], r"hard link target b'missing' does not exist"),
+        ([E.dir("d"), E.hardlink("l", "d")], r"is a directory"),
+        ([E.file("x", b"1"), E.file("x", b"2")], r"entry b'x': duplicate entry"),
+        ([E.file("f"), E.file("f/child")], r"parent b'f' is not a directory"),
+        ([E.file("n" * 300)], r"name component longer"),
+    ],
+)
+def test_hostile_entries_name_layer_and_entry(tmp_path: Path, layer: list[E], pattern: str) -> None:
+    with pytest.raises(RootfsError, match=r"layer 0 \(sha256:[0-9a-f]{64}\).*" + pattern):
+        flat(tmp_path, layer)
+
+
+def test_size_field_disagreeing_with_data(tmp_path: Path) -> None:
+    from imagegen import layer_bytes, oci_image, oci_layout
+
+    raw = layer_bytes([E.file("a", b"x" * 600), E.file("big", b"y" * 5000)])
+    cut = raw[: raw.index(b"y" * 5000) + 100]  # header says 5000, 100 bytes follow
+    root = tmp_path / "oci"
+    oci_layout(root, [oci_image(root, [cut])], ["t"])
+    with (
+        open_image(f"oci:{root}:t") as image,
+        pytest.raises(RootfsError, match=r"entry b'big': size field 5000"),
+    ):
+        list(flatten(image))
+
+
+def test_non_tar_layer_is_an_error_naming_the_layer(tmp_path: Path) -> None:
+    from imagegen import oci_image, oci_layout
+
+    root = tmp_path / "oci"
+    oci_layout(root, [oci_image(root, [b"not a tar at all" * 40])], ["t"])
+    with (
+        open_image(f"oci:{root}:t") as image,
+        pytest.raises(RootfsError, match=r"layer 0 .*corrupt tar"),
+    ):
+        list(flatten(image))
+
+
+def test_too_many_entries(tmp_path: Path) -> None:
+    from eifbuild.sources import Limits
+
+    ref = simple_oci(tmp_path / "oci", [E.file(f"f{i}") for i in range(20)])
+    with (
+        open_image(ref, limits=Limits(max_entries=10)) as image,
+        pytest.raises(RootfsError, match="more than 10 entries"),
+    ):
+        list(flatten(image))
+
+
+def test_tar_gnu_format_long_names(tmp_path: Path) -> None:
+    from imagegen import layer_bytes, oci_image, oci_layout
+
+    name = "g/" + "x" * 150
+    raw = layer_bytes(
+        [E.dir("g"), E.file(name, b"gnu"), E.symlink("s", "t" * 150)], fmt=tarfile.GNU_FORMAT
+    )
+    root = tmp_path / "oci"
+    oci_layout(root, [oci_image(root, [raw])], ["t"])
+    with open_image(f"oci:{root}:t") as image:
+        got = by_path(list(flatten(image)))
+    assert got[name.encode()].size == 3 and got[b"s"].linkname == b"t" * 150
