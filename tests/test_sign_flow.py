@@ -319,3 +319,43 @@ def test_describe_shows_signature(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert doc["SigningCertificate"]["IssuerName"]["commonName"] == "aws.nitro-enclaves"
     assert doc["SigningCertificate"]["Algorithm"] == "ecdsa-with-SHA384"
     assert doc["Measurements"]["PCR8"] == sigref.pcr8(cert.read_bytes()).hex()
+
+
+def test_assemble_signed_and_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "k").write_bytes(KERNEL)
+    (tmp_path / "r0").write_bytes(RD0)
+    (tmp_path / "r1").write_bytes(RD1)
+    key, cert = sigref.make_cert(tmp_path)
+    common = ["assemble", "--kernel", str(tmp_path / "k"), "--cmdline", "console=ttyS0"]
+    common += ["--ramdisk", str(tmp_path / "r0"), "--ramdisk", str(tmp_path / "r1")]
+    out = tmp_path / "a.eif"
+    rc, stdout, err = run_cli(
+        capsys,
+        *common,
+        "--output",
+        str(out),
+        "--signing-certificate",
+        str(cert),
+        "--private-key",
+        str(key),
+    )
+    assert rc == 0, err
+    ref = sigref.verify_eif(out, cert.read_bytes())
+    m = json.loads(stdout)["Measurements"]
+    assert m["PCR0"] == ref.pcr0.hex() == expected_pcrs()["PCR0"]
+    assert m["PCR8"] == sigref.pcr8(cert.read_bytes()).hex()
+    (tmp_path / "m.json").write_text(stdout)
+    assert run_cli(capsys, "verify", str(out), "--expect", str(tmp_path / "m.json"))[0] == 0
+    # an expired certificate, a wrong key, or half the options: exit 1/2 and no file
+    old_key, old_cert = sigref.make_cert(
+        tmp_path, name="old", not_before=dt.datetime(2019, 1, 1, tzinfo=dt.UTC), days=1
+    )
+    bad = tmp_path / "b.eif"
+    for extra, code in (
+        (["--signing-certificate", str(old_cert), "--private-key", str(old_key)], 1),
+        (["--signing-certificate", str(cert), "--private-key", str(old_key)], 1),
+        (["--signing-certificate", str(cert)], 2),
+    ):
+        rc, _, err = run_cli(capsys, *common, "--output", str(bad), *extra)
+        assert rc == code and "Traceback" not in err, err
+        assert not bad.exists()

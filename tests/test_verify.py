@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from eifbuild.cli import main
+from eifbuild.cli._signing import make_signer
 from eifbuild.errors import UsageError
 from eifbuild.verify import load_expectations, parse_pcr_arg, verify_eif
 from tests import sigref
-from tests.test_sign_flow import expected_pcrs, make_eif, make_signer, signer_args
+from tests.test_sign_flow import expected_pcrs, make_eif, signer_args
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
