@@ -199,3 +199,18 @@ def test_bad_arguments(tmp_path: Path) -> None:
         p.write_text(text)
         with pytest.raises(UsageError):
             load_expectations(p)
+
+
+def test_describe_fails_on_bad_signature(
+    signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As nitro-cli describe-eif: a signature that does not verify is an error, not false."""
+    import zlib
+
+    eif, _ = signed
+    data = bytearray(eif.read_bytes())
+    data[-3] ^= 0x01  # inside the COSE signature's s value
+    data[544:548] = zlib.crc32(bytes(data[:544] + data[548:])).to_bytes(4, "big")
+    eif.write_bytes(bytes(data))
+    rc, _out, err = run_cli(capsys, "describe", str(eif))
+    assert rc == 1 and "does not verify" in err and "Traceback" not in err
