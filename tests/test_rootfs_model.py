@@ -1,0 +1,136 @@
+"""Property test: the layer merge agrees with a small, obviously-correct model of Docker's rules.
+
+The model keeps a flat dict {path tuple: node} and applies moby's UnpackLayer semantics
+literally (remove-then-create, opaque = remove what this layer did not unpack, implied parents).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from imagegen import E, simple_oci
+
+from eifbuild.errors import RootfsError
+from eifbuild.model import EntryType
+from eifbuild.rootfs import flatten
+from eifbuild.sources import open_image
+
+Path_ = tuple[str, ...]
+NAMES = ["a", "b", "c"]
+
+paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(tuple)
+ops = st.one_of(
+    st.tuples(st.just("file"), paths, st.integers(0, 3)),
+    st.tuples(st.just("dir"), paths, st.sampled_from([0o755, 0o700, 0o1777])),
+    st.tuples(st.just("wh"), paths, st.just(0)),
+    st.tuples(st.just("opq"), paths.map(lambda p: p[:-1]), st.just(0)),
+    st.tuples(st.just("link"), paths, st.just(0)),
+)
+layers = st.lists(st.lists(ops, max_size=6), min_size=1, max_size=4)
+
+
+class ModelError(Exception):
+    pass
+
+
+def _under(k: Path_, p: Path_) -> bool:
+    return len(k) > len(p) and k[: len(p)] == p
+
+
+def _drop(state: dict[Path_, tuple[str, object]], p: Path_) -> None:
+    for k in [k for k in state if k == p or _under(k, p)]:
+        del state[k]
+
+
+def model(all_layers: list[list[tuple[str, Path_, int]]]) -> dict[Path_, tuple[str, object]]:
+    state: dict[Path_, tuple[str, object]] = {}
+    for layer in all_layers:
+        added: set[Path_] = set()
+        for kind, p, arg in layer:
+            full = (*p, ".wh..wh..opq") if kind == "opq" else p
+            for i in range(1, len(full)):
+                q = full[:i]
+                if q not in state:
+                    state[q] = ("dir", 0o755)
+                elif state[q][0] != "dir":
+                    raise ModelError
+            if kind == "opq":
+                gone = [k for k in state if _under(k, p) and k not in added]
+                for k in gone:
+                    _drop(state, k)
+                continue
+            if kind == "wh":
+                _drop(state, p)
+                continue
+            if p in added and p in state:
+                raise ModelError
+            if kind == "link":
+                target = ("a",) if p != ("a",) else ("b",)
+                old_target = state.get(target)
+                if old_target is None or old_target[0] == "dir":
+                    raise ModelError
+            if kind == "dir" and p in state and state[p][0] == "dir":
+                state[p] = ("dir", arg)
+            else:
+                _drop(state, p)
+                if kind == "link":
+                    if target not in state:
+                        raise ModelError
+                    state[p] = state[target]
+                else:
+                    state[p] = ("dir", arg) if kind == "dir" else ("file", f"content{arg}".encode())
+            added.add(p)
+    return state
+
+
+def _entries(layer: list[tuple[str, Path_, int]]) -> list[E]:
+    out = []
+    for kind, p, arg in layer:
+        name = "/".join(p)
+        if kind == "file":
+            out.append(E.file(name, f"content{arg}".encode()))
+        elif kind == "dir":
+            out.append(E.dir(name, arg))
+        elif kind == "wh":
+            out.append(E.file("/".join((*p[:-1], ".wh." + p[-1]))))
+        elif kind == "opq":
+            out.append(E.file("/".join((*p, ".wh..wh..opq"))))
+        else:
+            out.append(E.hardlink(name, "a" if p != ("a",) else "b"))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layers)
+def test_merge_matches_model(all_layers: list[list[tuple[str, Path_, int]]]) -> None:
+    try:
+        expected: dict[Path_, tuple[str, object]] | None = model(all_layers)
+    except ModelError:
+        expected = None
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = simple_oci(Path(tmp) / "oci", *[_entries(x) for x in all_layers])
+        with open_image(ref) as image:
+            try:
+                got_entries = list(flatten(image))
+            except RootfsError:
+                assert expected is None, "merge refused a layer the model accepts"
+                return
+            assert expected is not None, "merge accepted a layer the model refuses"
+            got: dict[Path_, tuple[str, object]] = {}
+            first: dict[bytes, bytes] = {}
+            for e in got_entries:
+                key = tuple(e.path.decode().split("/"))
+                if e.type is EntryType.DIR:
+                    got[key] = ("dir", e.mode)
+                elif e.type is EntryType.HARDLINK:
+                    got[key] = ("file", first[e.linkname])
+                else:
+                    first[e.path] = b"".join(e.open())
+                    got[key] = ("file", first[e.path])
+    assert got == expected
+    # export walk order == lexicographic order of component tuples
+    keys = [tuple(e.path.split(b"/")) for e in got_entries]
+    assert keys == sorted(keys)
