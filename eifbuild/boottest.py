@@ -214,16 +214,14 @@ def extract_boot_files(eif: Path, workdir: Path) -> tuple[Path, Path, str]:
     except ImportError as exc:  # pragma: no cover - only while the reader is being written
         raise BootTestError(f"cannot read {eif}: the EIF reader is unavailable ({exc})") from None
     kernel, initrd = workdir / "kernel", workdir / "initrd"
-    cmdline = b""
     with EifReader(eif) as reader:
         if reader.arch is not Arch.X86_64:
             raise BootTestError(f"{eif} is an {reader.arch.value} EIF; boot-test runs x86_64 only")
+        cmdline = reader.cmdline()
         ramdisks = 0
         for section in reader.sections:
             if section.type is SectionType.KERNEL:
                 _write_stream(kernel, reader.iter_data(section))
-            elif section.type is SectionType.CMDLINE:
-                cmdline = b"".join(reader.iter_data(section))
             elif section.type is SectionType.RAMDISK:
                 _write_stream(initrd, reader.iter_data(section))
                 ramdisks += 1

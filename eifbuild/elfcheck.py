@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import struct
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +29,11 @@ ELF_MACHINES: dict[str, str] = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
 MAX_MODULE_BYTES = 64 * 1024 * 1024  # a module is read whole (pyelftools needs seeking)
 _KERNEL_PROBE_BYTES = 0x10000
+# What pyelftools raises on hostile input (found by fuzzing: huge offsets -> OSError from seek).
+_PARSE_ERRORS = (
+    ELFError, ValueError, KeyError, AttributeError, IndexError, TypeError, OSError,
+    OverflowError, struct.error, UnicodeDecodeError,
+)  # fmt: skip
 
 
 def _machine_arch(machine: str) -> str:
@@ -40,7 +46,7 @@ def _machine_arch(machine: str) -> str:
 def _open_elf(fh: BinaryIO, what: str) -> ELFFile:
     try:
         return ELFFile(fh)
-    except (ELFError, ValueError, OSError) as exc:
+    except _PARSE_ERRORS as exc:
         raise BlobsError(f"{what} is not an ELF file ({exc})") from None
 
 
@@ -58,7 +64,7 @@ def check_init(path: str | os.PathLike[str], arch: str = "x86_64") -> None:
         elf = _open_elf(fh, what)
         try:
             _check_init_elf(elf, arch, what)
-        except (ELFError, ValueError, KeyError, AttributeError) as exc:
+        except _PARSE_ERRORS as exc:
             raise BlobsError(f"{what} is a malformed ELF file ({exc})") from None
 
 
@@ -124,7 +130,7 @@ def module_vermagic(path: str | os.PathLike[str]) -> str:
         if section is None:
             raise BlobsError(f"{what} has no .modinfo section: not a kernel module")
         data: bytes = section.data()
-    except (ELFError, ValueError, KeyError) as exc:
+    except _PARSE_ERRORS as exc:
         raise BlobsError(f"{what} is a malformed ELF file ({exc})") from None
     for field in data.split(b"\0"):
         if field.startswith(b"vermagic="):
