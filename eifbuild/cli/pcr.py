@@ -1,0 +1,57 @@
+"""``eifbuild pcr``: the values ``nitro-cli pcr`` prints.
+
+``eifbuild pcr FILE`` (or ``--input FILE``) prints ``{"PCR": extend(SHA-384(file))}``;
+``eifbuild pcr --signing-certificate CERT.pem`` prints ``{"PCR8": ...}`` from the DER of the
+first certificate in the PEM file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from eifbuild.cli._common import print_json
+from eifbuild.errors import EifbuildError, UsageError
+from eifbuild.measure import file_pcr, pcr8_from_pem
+
+HELP = "PCR of a file, or PCR8 of a signing certificate (like nitro-cli pcr)"
+DESCRIPTION = (__doc__ or HELP).strip()
+MAX_PEM_SIZE = 1 << 20
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", metavar="FILE", help="file to measure")
+    p.add_argument("--input", metavar="FILE", help="file to measure (nitro-cli spelling)")
+    p.add_argument(
+        "--signing-certificate", metavar="CERT.pem", help="print PCR8 for this certificate"
+    )
+
+
+def _read_pem(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_PEM_SIZE + 1)
+    except OSError as exc:
+        raise EifbuildError(f"{path}: cannot read certificate ({exc.strerror})") from None
+    if len(data) > MAX_PEM_SIZE:
+        raise EifbuildError(f"{path}: certificate file is larger than {MAX_PEM_SIZE} bytes")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    chosen = [x for x in (args.file, args.input, args.signing_certificate) if x is not None]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of FILE, --input FILE or --signing-certificate PEM")
+    if args.signing_certificate is not None:
+        pem = _read_pem(args.signing_certificate)
+        print_json({"PCR8": pcr8_from_pem(pem, args.signing_certificate)})
+        return 0
+    path = args.file if args.file is not None else args.input
+    if not Path(path).is_file():
+        raise EifbuildError(f"{path}: not a readable regular file")
+    try:
+        value = file_pcr(path)
+    except OSError as exc:
+        raise EifbuildError(f"{path}: cannot read ({exc.strerror})") from None
+    print_json({"PCR": value})
+    return 0
