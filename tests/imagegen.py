@@ -332,3 +332,46 @@ def simple_oci(
     )
     oci_layout(root, [desc], [ref])
     return f"oci:{root}" + (f":{ref}" if ref else "")
+
+
+def write_docker_archive(
+    dest: Path,
+    layers: Sequence[bytes],
+    tag: str,
+    *,
+    config: dict[str, object] | None = None,
+    arch: str = "amd64",
+) -> Path:
+    """A legacy ``docker save`` archive holding ``layers`` (for ``docker load`` or reading)."""
+    import hashlib
+    import json
+
+    cfg = {
+        "architecture": arch,
+        "os": "linux",
+        "config": config if config is not None else {"Cmd": ["/bin/sh"]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers],
+        },
+    }
+    cfg_bytes = json.dumps(cfg).encode()
+    cfg_name = hashlib.sha256(cfg_bytes).hexdigest() + ".json"
+    files: list[tuple[str, bytes]] = [(cfg_name, cfg_bytes)]
+    names = []
+    for i, data in enumerate(layers):
+        name = f"{hashlib.sha256(b'%d' % i + data).hexdigest()}/layer.tar"
+        names.append(name)
+        files.append((name, data))
+    manifest = [{"Config": cfg_name, "RepoTags": [tag], "Layers": names}]
+    files.append(("manifest.json", json.dumps(manifest).encode()))
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return dest
+
+
+def docker_load(archive: Path) -> None:
+    _run(["docker", "load", "-q", "-i", str(archive)])
