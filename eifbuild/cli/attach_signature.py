@@ -37,20 +37,22 @@ def run(args: argparse.Namespace) -> int:
     check_certificate(cert_pem, cert_name, allow_expired=args.allow_expired)
     with EifReader(args.eif) as reader:
         total = sum(s.size for s in reader.sections)
-        with progress(total=total, desc="Measuring") as bar:
-            pcr0_raw = reader.scan(progress=bar.update).pcr0_raw
-    try:
-        report = verify_signature(cert_pem, cose, pcr0_raw)
-    except VerificationError as exc:
-        raise SigningError(f"signature {args.signature}: {exc}") from None
-    if not report.payload_matches:
-        raise SigningError(
-            f"signature {args.signature}: signs another PCR0 than {args.eif} ({pcr0_raw.hex()})"
-        )
-    section = signature_section(cert_pem, cose)
+
+    def attach(pcr0_raw: bytes) -> bytes:
+        """Runs inside the writer, before the output is renamed into place."""
+        try:
+            report = verify_signature(cert_pem, cose, pcr0_raw)
+        except VerificationError as exc:
+            raise SigningError(f"signature {args.signature}: {exc}") from None
+        if not report.payload_matches:
+            raise SigningError(
+                f"signature {args.signature}: signs another PCR0 than {args.eif} ({pcr0_raw.hex()})"
+            )
+        return signature_section(cert_pem, cose)
+
     out = args.output or args.eif
-    with progress(total=total, desc="Writing") as bar:
-        result, _ = rewrite_signed(args.eif, out, lambda _pcr0: section, progress=bar.update)
+    with progress(total=2 * total, desc="Attaching") as bar:
+        result, _ = rewrite_signed(args.eif, out, attach, progress=bar.update)
     info(f"Signed EIF written to {out}")
     print_json({"Measurements": result.measurements.as_nitro()})
     return 0

@@ -47,7 +47,7 @@ def rewrite_signed(
             raise EifFormatError(
                 f"{src}: EIF v{reader.version} has no metadata section; only v4 can be signed"
             )
-        before = reader.scan()
+        before = reader.scan(progress)
 
         def checked(pcr0_raw: bytes) -> bytes:
             # Runs inside the writer before the rename: a mismatch leaves no output.
