@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from eifbuild.cpio import (
     S_IFBLK,
@@ -187,3 +187,25 @@ def unpack_archive(
     finally:
         up.close()
     return up.result
+
+
+def unpack_extracted(
+    outdir: Path, records: list[dict[str, Any]], *, devices: bool = False, force: bool = False
+) -> None:
+    """For ``extract --unpack``: unpack each extracted ``ramdisk-N`` into ``ramdisk-N.d/``.
+
+    ``records`` are extract's per-file records; ramdisk records gain ``Unpacked``,
+    ``Members`` and ``SkippedDevices``. An existing ``ramdisk-N.d`` needs ``force``.
+    """
+    for rec in records:
+        if not str(rec.get("File", "")).startswith("ramdisk-"):
+            continue
+        src = outdir / str(rec["File"])
+        dest = outdir / f"{rec['File']}.d"
+        if (dest.exists() or dest.is_symlink()) and not force:
+            raise RamdiskError(f"{dest}: already exists (use --force to unpack over it)")
+        if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+            raise RamdiskError(f"{dest}: exists and is not a directory")
+        with open(src, "rb") as fh:
+            res = unpack_archive(fh, dest, devices=devices)
+        rec.update({"Unpacked": dest.name, "Members": res.members, "SkippedDevices": res.skipped})

@@ -96,3 +96,40 @@ def test_file_cannot_replace_directory(tmp_path: Path) -> None:
     arc = _arc(Member(b"d", S_IFDIR, 0o755), Member(b"d", S_IFREG, 0o644, data=b"x"))
     with pytest.raises(RamdiskError, match="replace a directory"):
         unpack_archive(arc, tmp_path / "o")
+
+
+def test_extract_unpack_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from eifbuild.cli import main
+    from eifbuild.eif.metadata import encode_metadata
+    from eifbuild.eif.writer import write_eif
+    from eifbuild.ramdisk import bootstrap_stream, customer_stream
+
+    (tmp_path / "init").write_bytes(b"INIT")
+    entries = [
+        Entry(b"bin", EntryType.DIR, 0o755, mtime=100),
+        Entry(b"bin/x", EntryType.FILE, 0o755, mtime=100, size=2, opener=lambda: iter([b"hi"])),
+        Entry(b"null", EntryType.CHAR, 0o666, devmajor=1, devminor=3),
+    ]
+    eif = tmp_path / "t.eif"
+    write_eif(
+        eif,
+        kernel=b"K",
+        cmdline="console=ttyS0",
+        metadata=encode_metadata("t", "1", "1970-01-01T00:00:00+00:00", "t", "0", "Linux", "6.1"),
+        ramdisks=[
+            lambda: bootstrap_stream(tmp_path / "init", None),
+            lambda: customer_stream(entries, b"/bin/x\n", b""),
+        ],
+    )
+    out = tmp_path / "out"
+    assert main(["extract", str(eif), str(out), "--unpack"]) == 0
+    recs = {r["File"]: r for r in json.loads(capsys.readouterr().out)["Files"]}
+    assert (out / "ramdisk-0.d/init").read_bytes() == b"INIT"
+    assert (out / "ramdisk-1.d/rootfs/bin/x").read_bytes() == b"hi"
+    assert recs["ramdisk-1"]["SkippedDevices"] == ["rootfs/null"]
+    assert not (out / "ramdisk-1.d/rootfs/null").exists()
+    # a second run refuses to unpack over the existing directories without --force
+    assert main(["extract", str(eif), str(out), "--unpack"]) == 1
+    assert main(["extract", str(eif), str(out), "--unpack", "--force"]) == 0

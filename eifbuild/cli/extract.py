@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("eif", metavar="EIF", help="EIF file to extract")
     p.add_argument("dir", metavar="DIR", help="output directory (created if missing)")
     p.add_argument("--force", action="store_true", help="overwrite existing files in DIR")
+    p.add_argument("--unpack", action="store_true", help="also unpack each ramdisk-N into ramdisk-N.d/ (safely)")
+    p.add_argument("--devices", action="store_true", help="with --unpack: create device nodes (root only)")
 
 
 def section_file_names(reader: EifReader) -> list[tuple[Section, str]]:
@@ -83,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.dir)
     with EifReader(args.eif) as reader:
         records = extract_sections(reader, outdir, args.force)
+    if getattr(args, "unpack", False):
+        from eifbuild.unpack import unpack_extracted
+
+        unpack_extracted(outdir, records, devices=args.devices, force=args.force)
     info(f"Extracted {len(records)} sections into {outdir}")
     print_json({"Files": records})
     return 0
