@@ -397,3 +397,45 @@ def test_gnu_cpio_reads_both_ramdisks(images: dict[str, Any], tmp_path: Path) ->
     assert (tmp_path / "x1/rootfs/opt/data/orig.txt").read_bytes() == b"shared\n"
     assert (tmp_path / "x1/cmd").read_bytes() == b"/bin/sh\n-c\necho hi\n"
     assert (tmp_path / "x0/init").read_bytes() == b"INIT"
+
+
+@pytest.mark.docker
+def test_clamp_mtime_makes_rebuilt_dockerfile_images_equal(
+    images: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    blobs = make_blobs(tmp_path / "blobs")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {images['b']}\nRUN echo hello > /greeting\n")
+    tags = [TAG.format(f"rebuilt{i}") for i in (1, 2)]
+    try:
+        for tag in tags:
+            subprocess.run(
+                ["docker", "build", "-q", "--no-cache", "--network", "none", "-t", tag, str(ctx)],
+                check=True,
+                capture_output=True,
+                env=dict(os.environ, DOCKER_BUILDKIT="0"),
+            )
+            time.sleep(1.1)  # a different second for the RUN step's mtimes
+        plain = [
+            build(f"docker-daemon:{t}", tmp_path / f"p{i}.eif", blobs)[0]
+            for i, t in enumerate(tags)
+        ]
+        assert plain[0]["Measurements"]["PCR2"] != plain[1]["Measurements"]["PCR2"]
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", SDE)
+        clamped = [
+            build(f"docker-daemon:{t}", tmp_path / f"c{i}.eif", blobs, "--clamp-mtime")[0]
+            for i, t in enumerate(tags)
+        ]
+        assert clamped[0]["Measurements"] == clamped[1]["Measurements"]
+        assert clamped[0]["clamp_mtime"] == int(SDE)
+        # an explicit epoch works without SOURCE_DATE_EPOCH and gives the same PCRs
+        monkeypatch.delenv("SOURCE_DATE_EPOCH")
+        explicit = build(
+            f"docker-daemon:{tags[0]}", tmp_path / "e.eif", blobs, "--clamp-mtime", SDE
+        )[0]
+        assert explicit["Measurements"] == clamped[0]["Measurements"]
+    finally:
+        docker_rmi(*tags)
