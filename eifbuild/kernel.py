@@ -267,6 +267,7 @@ def extract_tarball(pin: SourcePin, deb: Path) -> Path:
     out = cache_dir() / "sources" / f"{pin.package}_{pin.version}.tar.xz"
     if out.is_file() and sha256_file(out) == pin.tarball_sha256:
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     assert proc.stdout is not None

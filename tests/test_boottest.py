@@ -1,0 +1,228 @@
+"""Boot tests under real QEMU (TCG) with eifbuild's kernel and init.
+
+The ramdisks here are made with GNU cpio (an independent newc writer): a bootstrap archive
+(``dev/``, ``init``) and a customer archive (``cmd``, ``env``, ``rootfs/`` with a static
+busybox). The end-to-end tests build real EIFs (``eifbuild assemble`` and ``eifbuild build``
+from a generated image) and boot them with ``eifbuild boot-test``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from eifbuild.boottest import BootResult, boot_test, run_qemu
+from eifbuild.cli import main
+from eifbuild.errors import BlobsError, BootTestError
+from eifbuild.kernel import default_blobs_dir
+from tests.conftest import require
+
+BUSYBOX = Path("/bin/busybox")
+TIMEOUT = 90.0  # TCG on a loaded 2-core machine; a boot takes ~1.5 s when idle
+
+
+@pytest.fixture(scope="module")
+def blobs() -> Path:
+    require("qemu", shutil.which("qemu-system-x86_64") is not None, "Debian qemu-system-x86")
+    require("cpio", shutil.which("cpio") is not None, "GNU cpio makes the test ramdisks")
+    require("busybox", BUSYBOX.is_file(), "Debian busybox-static is the test rootfs")
+    try:
+        return default_blobs_dir("x86_64")
+    except BlobsError as exc:
+        require("kernel", False, str(exc))
+        raise
+
+
+def _cpio(src: Path, dest: Path) -> Path:
+    """Deterministic newc archive of ``src`` with GNU cpio (sorted, 0:0, mtime 0)."""
+    for p in [src, *src.rglob("*")]:
+        os.utime(p, (0, 0), follow_symlinks=False)
+    names = sorted(str(p.relative_to(src)) for p in src.rglob("*"))
+    subprocess.run(
+        ["cpio", "-o", "-H", "newc", "--reproducible", "-R", "0:0", "--quiet", "-O", str(dest)],
+        input="\n".join(names).encode() + b"\n", cwd=src, check=True,
+    )  # fmt: skip
+    return dest
+
+
+def bootstrap_cpio(tmp: Path, init: Path) -> Path:
+    root = tmp / "bootstrap"
+    (root / "dev").mkdir(parents=True)
+    shutil.copyfile(init, root / "init")
+    (root / "init").chmod(0o755)
+    return _cpio(root, tmp / "bootstrap.cpio")
+
+
+def customer_cpio(
+    tmp: Path, cmd: Sequence[str] | None, env: Sequence[str] | None, *, rootfs: bool = True
+) -> Path:
+    root = tmp / "customer"
+    root.mkdir()
+    if rootfs:
+        (root / "rootfs" / "bin").mkdir(parents=True)
+        shutil.copyfile(BUSYBOX, root / "rootfs" / "bin" / "busybox")
+        (root / "rootfs" / "bin" / "busybox").chmod(0o755)
+        (root / "rootfs" / "bin" / "sh").symlink_to("busybox")
+        for d in ("proc", "sys", "run", "tmp", "dev"):
+            (root / "rootfs" / d).mkdir()
+    if cmd is not None:
+        (root / "cmd").write_text("".join(f"{x}\n" for x in cmd))
+    if env is not None:
+        (root / "env").write_text("".join(f"{x}\n" for x in env))
+    return _cpio(root, tmp / "customer.cpio")
+
+
+def boot(
+    tmp: Path,
+    blobs: Path,
+    cmd: Sequence[str] | None,
+    env: Sequence[str] | None = ("PATH=/bin",),
+    **kw: object,
+) -> BootResult:
+    initrd = tmp / "initrd"
+    with initrd.open("wb") as out:
+        for part in (bootstrap_cpio(tmp, blobs / "init"), customer_cpio(tmp, cmd, env)):
+            out.write(part.read_bytes())
+    cmdline = (blobs / "cmdline").read_text().strip()
+    kw.setdefault("timeout", TIMEOUT)
+    return run_qemu(blobs / "bzImage", initrd, cmdline, **kw)  # type: ignore[arg-type]
+
+
+def test_command_output_env_and_exit_status(tmp_path: Path, blobs: Path) -> None:
+    script = 'echo "MARK-$FOO-$(cat /proc/1/comm)"; (sleep 30 &); exit 7'
+    r = boot(tmp_path, blobs, ["/bin/sh", "-c", script], ["FOO=bar", "PATH=/bin"],
+             expect="MARK-bar-init", expect_status=7)  # fmt: skip
+    assert "MARK-bar-init" in r.console, r.console[-3000:]
+    assert r.exit_status == 7 and r.signal is None
+    assert "eifbuild-init: command exited with status 7" in r.console
+    assert not r.timed_out and r.qemu_returncode == 0 and r.passed
+    # Under QEMU there is no vsock peer: reported, and the boot went on.
+    assert "heartbeat to parent (vsock cid 3 port 9000) failed" in r.console
+
+
+def test_wrong_expectations_fail_the_verdict(tmp_path: Path, blobs: Path) -> None:
+    r = boot(tmp_path, blobs, ["/bin/sh", "-c", "echo hello; exit 0"],
+             expect="not-printed", expect_status=3)  # fmt: skip
+    assert r.exit_status == 0 and r.expect_found is False and not r.passed
+
+
+def test_mounts_and_symlinks_in_the_new_root(tmp_path: Path, blobs: Path) -> None:
+    script = (
+        "for m in /dev /proc /run /tmp /dev/shm /dev/pts /sys /sys/fs/cgroup/pids; do "
+        'grep -q " $m " /proc/mounts && echo "MNT-OK $m" || echo "MNT-MISSING $m"; done; '
+        "readlink /dev/fd; readlink /dev/stderr; "
+        'echo "SID-$(cut -d" " -f6 /proc/$$/stat)-PID-$$"'
+    )
+    r = boot(tmp_path, blobs, ["sh", "-c", script])
+    assert "MNT-MISSING" not in r.console, r.console[-3000:]
+    assert r.console.count("MNT-OK") == 8
+    assert "/proc/self/fd\n/proc/self/fd/2" in r.console
+    assert re.search(r"SID-(\d+)-PID-\1\b", r.console)  # the command leads its own session
+    assert r.exit_status == 0
+
+
+def test_signal_death_is_reported(tmp_path: Path, blobs: Path) -> None:
+    r = boot(tmp_path, blobs, ["/bin/sh", "-c", "kill -9 $$"])
+    assert r.signal == 9 and r.exit_status is None
+    assert "eifbuild-init: command killed by signal 9" in r.console
+
+
+def test_missing_cmd_is_a_clear_message_and_a_clean_stop(tmp_path: Path, blobs: Path) -> None:
+    r = boot(tmp_path, blobs, None)
+    assert "eifbuild-init: fatal: /cmd is missing" in r.console, r.console[-3000:]
+    assert "Kernel panic" not in r.console
+    assert not r.timed_out and r.qemu_returncode == 0  # rebooted, i.e. the VM stopped
+    assert not r.passed
+
+
+def test_missing_env_warns_and_runs(tmp_path: Path, blobs: Path) -> None:
+    r = boot(tmp_path, blobs, ["sh", "-c", 'echo "PATH-IS-$PATH"; exit 4'], None)
+    assert "eifbuild-init: warning: /env is missing" in r.console
+    assert "PATH-IS-/sbin:/usr/sbin:/bin:/usr/bin" in r.console
+    assert r.exit_status == 4
+
+
+def test_unknown_program_exits_127(tmp_path: Path, blobs: Path) -> None:
+    r = boot(tmp_path, blobs, ["/no/such/program"])
+    assert "cannot run /no/such/program" in r.console
+    assert r.exit_status == 127
+
+
+def test_timeout_kills_qemu(tmp_path: Path, blobs: Path) -> None:
+    r = boot(tmp_path, blobs, ["sh", "-c", "echo SLEEPING; sleep 600"], timeout=25)
+    assert r.timed_out and not r.passed and r.qemu_returncode is None
+    assert r.duration_s < 40
+
+
+def test_missing_qemu_names_the_debian_package(tmp_path: Path) -> None:
+    with pytest.raises(BootTestError, match="install the Debian package qemu-system-x86"):
+        run_qemu(tmp_path / "k", tmp_path / "i", "", qemu="qemu-system-x86_64-not-here")
+
+
+def test_boot_test_refuses_a_non_eif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require("qemu", shutil.which("qemu-system-x86_64") is not None, "Debian qemu-system-x86")
+    bad = tmp_path / "x.eif"
+    bad.write_bytes(b"not an eif at all" * 10)
+    assert main(["boot-test", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"eifbuild: error: cannot boot {bad}") and err.count("\n") == 1
+    assert main(["boot-test", str(tmp_path / "missing.eif")]) == 1
+    assert "no such EIF file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ whole EIFs
+
+
+def test_assembled_eif_boots_via_cli(
+    tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kernel + bootstrap cpio + customer cpio -> `eifbuild assemble` -> `eifbuild boot-test`."""
+    boot_rd = bootstrap_cpio(tmp_path, blobs / "init")
+    cust_rd = customer_cpio(tmp_path, ["/bin/sh", "-c", "echo ASSEMBLED-OK; exit 3"], ["A=1"])
+    eif = tmp_path / "t.eif"
+    cmdline = (blobs / "cmdline").read_text().strip()
+    rc = main(["assemble", "--kernel", str(blobs / "bzImage"), "--cmdline", cmdline,
+               "--ramdisk", str(boot_rd), "--ramdisk", str(cust_rd), "--output", str(eif)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    capsys.readouterr()
+    args = ["boot-test", str(eif), "--expect", "ASSEMBLED-OK", "--expect-status", "3", "--json"]
+    assert main([*args, "--timeout", str(TIMEOUT)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] and doc["exit_status"] == 3 and doc["expect_found"]
+    assert "ASSEMBLED-OK" in doc["console"]
+    assert main(["boot-test", str(eif), "--expect-status", "4", "--timeout", str(TIMEOUT)]) == 1
+    out = capsys.readouterr()
+    assert "ASSEMBLED-OK" in out.out  # console on stdout
+    assert "command exited with status 3; FAILED" in out.err
+
+
+@pytest.mark.docker
+def test_eif_built_from_a_generated_image_boots(
+    tmp_path: Path, blobs: Path, docker_host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CI boot test: `eifbuild build` (default blobs = this kernel) of a docker image."""
+    from tests.imagegen import base_layer, docker_import, docker_rmi, docker_save, write_layer
+
+    layer = write_layer(tmp_path / "base.tar", base_layer())
+    tag = "eifbuild-test/boot:1"
+    changes = ["ENV GREETING=hello", 'CMD ["/bin/sh", "-c", "echo BOOT-MARK-$GREETING; exit 42"]']
+    docker_import(layer, tag, changes=changes)
+    try:
+        archive = docker_save(tag, tmp_path / "img.tar")
+    finally:
+        docker_rmi(tag)
+    eif = tmp_path / "img.eif"
+    assert main(["build", f"docker-archive:{archive}", "--output", str(eif)]) == 0, (
+        capsys.readouterr().err
+    )
+    capsys.readouterr()
+    result = boot_test(eif, timeout=TIMEOUT, expect="BOOT-MARK-hello", expect_status=42)
+    assert result.expect_found, result.console[-3000:]
+    assert result.exit_status == 42 and result.passed
