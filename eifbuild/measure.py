@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from eifbuild.errors import SigningError
 
@@ -99,19 +98,34 @@ class FanOut:
             self._pool.shutdown(wait=True)
 
     def update(
-        self, chunk: bytes | memoryview, hashers: list[PcrHasher], extra: Any = None
+        self,
+        chunk: bytes,
+        hashers: list[PcrHasher],
+        extra: Callable[[bytes], object] | None = None,
     ) -> None:
-        """Update ``hashers`` with ``chunk``; while they run, call ``extra(chunk)`` if given."""
-        fut: Future[None] | None = None
-        rest = hashers
-        if self._pool is not None and len(hashers) > 1 and len(chunk) >= PARALLEL_MIN:
-            fut = self._pool.submit(hashers[-1].update, chunk)
-            rest = hashers[:-1]
-        for h in rest:
-            h.update(chunk)
-        if extra is not None:
-            extra(chunk)
-        if fut is not None:
+        """Update ``hashers`` with ``chunk`` and call ``extra(chunk)``; return when all are done.
+
+        With two or more hashers and a large chunk, the last hasher and ``extra`` run on the
+        helper thread while the others run here: roughly equal halves of the work.
+        """
+        if self._pool is None or len(hashers) < 2 or len(chunk) < PARALLEL_MIN:
+            for h in hashers:
+                h.update(chunk)
+            if extra is not None:
+                extra(chunk)
+            return
+        last = hashers[-1]
+
+        def helper() -> None:
+            last.update(chunk)
+            if extra is not None:
+                extra(chunk)
+
+        fut: Future[None] = self._pool.submit(helper)
+        try:
+            for h in hashers[:-1]:
+                h.update(chunk)
+        finally:
             fut.result()
 
 

@@ -263,3 +263,12 @@ def test_assemble_with_signing_options(tmp_path: Path, capsys: pytest.CaptureFix
     assert json.loads(stdout)["Measurements"]["PCR8"] == ref_pcr(der_of_first_pem(pem))
     doc = describe_doc(capsys, out)
     assert doc["IsSigned"] is True and doc["Measurements"]["PCR8"] == ref_pcr(der_of_first_pem(pem))
+
+
+@pytest.mark.parametrize("where", ["missing/dir/o.eif", "."])
+def test_assemble_unwritable_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    rc, out, err = run(capsys, "assemble", *inputs(tmp_path), "--output", str(tmp_path / where))
+    assert rc == 1 and out == "" and "cannot write EIF" in err and err.count("\n") == 1
+    assert not [p for p in tmp_path.rglob("*") if "eifbuild-tmp" in p.name]

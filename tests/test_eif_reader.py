@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import tempfile
 import zlib
@@ -127,10 +128,13 @@ def test_malformed_file_one_line_error(
 
 
 def test_missing_and_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for target in (tmp_path / "missing.eif", tmp_path):
+    for target, problem in (
+        (tmp_path / "missing.eif", "cannot open"),
+        (tmp_path, "not a regular file"),
+    ):
         assert main(["describe", str(target)]) == 1
         err = capsys.readouterr().err
-        assert err.startswith(f"eifbuild: error: {target}: cannot open") and err.count("\n") == 1
+        assert err.startswith(f"eifbuild: error: {target}: {problem}") and err.count("\n") == 1
 
 
 def test_crc_mismatch_is_reported_not_fatal(
@@ -188,3 +192,13 @@ def test_fuzz_mutated_eif_never_crashes(edits: list[tuple[int, int]], cut: int) 
 @given(st.binary(max_size=1200))
 def test_fuzz_header_shaped_garbage(tail: bytes) -> None:
     _exercise(b".eif\x00\x04" + tail)
+
+
+def test_fifo_and_device_are_refused_without_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "pipe.eif"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/zero")):
+        assert main(["describe", str(target)]) == 1
+        assert f"{target}: not a regular file" in capsys.readouterr().err

@@ -26,8 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("eif", metavar="EIF", help="EIF file to extract")
     p.add_argument("dir", metavar="DIR", help="output directory (created if missing)")
     p.add_argument("--force", action="store_true", help="overwrite existing files in DIR")
-    p.add_argument("--unpack", action="store_true", help="also unpack each ramdisk-N into ramdisk-N.d/ (safely)")
-    p.add_argument("--devices", action="store_true", help="with --unpack: create device nodes (root only)")
+    p.add_argument(
+        "--unpack",
+        action="store_true",
+        help="also unpack each ramdisk-N into ramdisk-N.d/ (safely)",
+    )
+    p.add_argument(
+        "--devices", action="store_true", help="with --unpack: create device nodes (root only)"
+    )
 
 
 def section_file_names(reader: EifReader) -> list[tuple[Section, str]]:
@@ -72,9 +78,12 @@ def extract_sections(reader: EifReader, outdir: Path, force: bool = False) -> li
     prepare_dir(outdir, [n for _, n in named], force)
     records = []
     for section, name in named:
-        with atomic_output(outdir / name) as fh:
-            for chunk in reader.iter_data(section):
-                fh.write(chunk)
+        try:
+            with atomic_output(outdir / name) as fh:
+                for chunk in reader.iter_data(section):
+                    fh.write(chunk)
+        except OSError as exc:
+            raise EifbuildError(f"{outdir / name}: cannot write ({exc.strerror or exc})") from None
         records.append(
             {"Index": section.index, "Type": section.type.label, "File": name, "Size": section.size}
         )

@@ -10,6 +10,7 @@ section data is only streamed in chunks or read up to a caller-supplied limit.
 from __future__ import annotations
 
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,16 +55,26 @@ class ScanResult:
         return self.crc_stored == self.crc_computed
 
 
+def _open_regular(path: Path, name: str) -> BinaryIO:
+    """Open a regular file for reading; never block on a FIFO or read a device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise EifFormatError(f"{name}: cannot open ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise EifFormatError(f"{name}: not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 class EifReader:
     """Validated, read-only view of an EIF file. Use as a context manager."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.name = str(path)
-        try:
-            self._fh: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise EifFormatError(f"{self.name}: cannot open ({exc.strerror})") from None
+        self._fh: BinaryIO = _open_regular(self.path, self.name)
         try:
             self.file_size = os.fstat(self._fh.fileno()).st_size
             self.header = self._read_header()

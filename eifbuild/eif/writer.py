@@ -200,13 +200,29 @@ def write_eif(
         raise EifWriteError("at least one ramdisk is required")
     if len(rds) > limit:
         raise EifWriteError(f"{len(rds)} ramdisks given; at most {limit} fit in an EIF")
+    try:
+        return _write(Path(path), kernel, cmd, bytes(metadata), rds, the_arch, signer, progress)
+    except OSError as exc:
+        raise EifWriteError(f"{path}: cannot write EIF ({exc.strerror or exc})") from None
+
+
+def _write(
+    path: Path,
+    kernel: ByteSource,
+    cmd: bytes,
+    metadata: bytes,
+    rds: list[ByteSource],
+    the_arch: Arch,
+    signer: Signer | None,
+    progress: Progress | None,
+) -> EifResult:
     pcr0, pcr2 = PcrHasher(), PcrHasher()
     pcr8: str | None = None
     with atomic_output(path) as fh, FanOut() as fan:
         out = _SectionStream(fh, fan, progress)
         out.add(SectionType.KERNEL, kernel, [pcr0], _source_name(kernel, "kernel"))
         out.add(SectionType.CMDLINE, cmd, [pcr0], "cmdline")
-        out.add(SectionType.METADATA, bytes(metadata), [], "metadata")
+        out.add(SectionType.METADATA, metadata, [], "metadata")
         out.add(SectionType.RAMDISK, rds[0], [pcr0], _source_name(rds[0], "ramdisk 0"))
         pcr1 = pcr0.copy()  # PCR1 = kernel || cmdline || ramdisk 0
         for i, rd in enumerate(rds[1:], start=1):
@@ -226,4 +242,4 @@ def write_eif(
         fh.seek(out.pos)
         fh.truncate()
     measurements = Measurements(pcr0.hexdigest(), pcr1.hexdigest(), pcr2.hexdigest(), pcr8)
-    return EifResult(Path(path), measurements, out.pos, header.crc32, the_arch, tuple(out.sections))
+    return EifResult(path, measurements, out.pos, header.crc32, the_arch, tuple(out.sections))
