@@ -38,9 +38,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def kms_endpoint() -> Iterator[str]:
-    server_mod = pytest.importorskip("moto.server")
+    from moto.server import ThreadedMotoServer  # a dev dependency: missing means a broken setup
+
     port = _free_port()
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
