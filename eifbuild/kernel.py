@@ -15,7 +15,9 @@ never touched) and checked against the pin in ``kernels/<arch>/source.json``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +25,7 @@ import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -396,7 +398,7 @@ def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], log_fh: IO[str],
 
 def _make_with_progress(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> None:
     """Run the long ``make``; one progress tick per compiled object; full log to a file."""
-    with log_path.open("a") as log_fh, progress(desc="kernel", unit="obj") as bar:
+    with log_path.open("a", buffering=1) as log_fh, progress(desc="kernel", unit="obj") as bar:
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -457,6 +459,28 @@ def build_kernel(arch: str = "x86_64", *, jobs: int | None = None, force: bool =
     if image.is_file() and (out / f"{pin.image_name}.config").is_file() and not force:
         check_kernel(image, arch)
         return out
+    with _exclusive(cache_dir() / "kernel" / f".{out.name}.lock", log):
+        if image.is_file() and not force:  # another process built it while we waited
+            return out
+        return _build_kernel_locked(pin, arch, out, jobs, keep_tree, log)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path, log: Log) -> Iterator[None]:
+    """One kernel build per cache entry at a time (the work tree is shared)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another eifbuild is building this kernel; waiting for {lock}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _build_kernel_locked(
+    pin: SourcePin, arch: str, out: Path, jobs: int | None, keep_tree: bool, log: Log
+) -> Path:
     deb = fetch_source_deb(pin, log)
     tarball = extract_tarball(pin, deb)
     work = cache_dir() / "work" / out.name
