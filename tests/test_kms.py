@@ -248,3 +248,48 @@ def test_missing_boto3_is_a_clear_error(
     arn = "arn:aws:kms:eu-west-1:123456789012:alias/x"
     rc, _, err = _sign(capsys, eif, out, cert, arn, "http://127.0.0.1:1")
     assert rc == 1 and "pip install 'eifbuild[kms]'" in err and not out.exists()
+
+
+def test_access_denied_by_iam_policy(
+    kms: Any,
+    kms_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A principal allowed to describe the key but not to use it for signing: KMS answers
+    AccessDenied to Sign, after the preflight passed; no output file appears."""
+    import boto3
+    from moto import settings
+
+    meta = _create_key(kms)
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=kms_endpoint)
+    iam.create_user(UserName="builder")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["kms:DescribeKey", "kms:GetPublicKey"], "Resource": "*"},
+        ],
+    }
+    iam.put_user_policy(UserName="builder", PolicyName="p", PolicyDocument=json.dumps(policy))
+    creds = iam.create_access_key(UserName="builder")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["SecretAccessKey"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server enforces IAM
+    eif = make_eif(tmp_path / "u.eif")
+    out = tmp_path / "o.eif"
+    rc, _, err = _sign(
+        capsys, eif, out, cert, meta["Arn"], kms_endpoint, "--kms-message-type", "raw"
+    )
+    assert rc == 1 and "Sign failed: AccessDenied" in err, err
+    assert "not authorized to perform: kms:Sign" in err and "<" not in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    # and unknown credentials are refused before anything is written
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWN000000000")
+    rc, _, err = _sign(
+        capsys, eif, out, cert, meta["Arn"], kms_endpoint, "--kms-message-type", "raw"
+    )
+    assert rc == 1 and "DescribeKey failed" in err and not out.exists()

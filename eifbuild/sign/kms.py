@@ -33,6 +33,9 @@ _KEY_ID = re.compile(
     r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 )
 _ALIAS = re.compile(r"alias/[A-Za-z0-9/_-]{1,250}")
+_XML_ERROR = re.compile(
+    r"<Code>(?P<code>[^<]{1,100})</Code>\s*<Message>(?P<msg>[^<]{0,500})</Message>"
+)
 MESSAGE_TYPES = ("digest", "raw")
 KMS_RAW_LIMIT = 4096  # KMS Sign accepts at most 4096 bytes with MessageType=RAW
 
@@ -71,7 +74,12 @@ def _client_error(ref: str, action: str, exc: Exception) -> SigningError:
     resp = getattr(exc, "response", None)
     if isinstance(resp, dict):
         err = resp.get("Error", {})
-        code, msg = err.get("Code", "Error"), err.get("Message", "")
+        code, msg = str(err.get("Code", "Error")), str(err.get("Message", ""))
+        xml = _XML_ERROR.search(msg)  # some endpoints answer JSON requests with an XML error
+        if xml is not None:
+            code, msg = xml["code"], xml["msg"]
+        if len(msg) > 300:
+            msg = msg[:300] + "..."
         return SigningError(f"KMS key {ref}: {action} failed: {code}: {msg}".rstrip(": "))
     return SigningError(f"KMS key {ref}: {action} failed: {exc}")
 
