@@ -11,7 +11,7 @@ The merge follows Docker's layer application (moby ``pkg/archive/diff.go`` ``Unp
 * ``.wh.NAME`` removes NAME (whole subtree); ``.wh..wh..opq`` removes every child of its
   directory that this layer did not itself add; other ``.wh..wh.*`` entries are ignored;
 * an entry replaces whatever is at its path unless both are directories (then attributes are
-  updated and children kept); a missing parent is created 0755 root;
+  updated and children kept); a missing parent is created 0600 root (:data:`IMPLIED_DIR_MODE`);
 * a hard link joins the target's inode (also a file from a lower layer): the inode's owner is
   taken from the link header, its mode and mtime too unless it is a symlink;
 * directories whose content a layer changed without carrying their own header get the
@@ -42,6 +42,9 @@ from eifbuild.sources.image import Image
 # implied parents, a created WorkingDir) becomes this ONE constant. It is linuxkit's fixed mtime,
 # so the entries nitro-cli's linuxkit re-stamps come out the same with or without that step.
 WALLCLOCK_MTIME = 1492533000
+# moby's UnpackLayer creates a missing parent directory with MkdirAll(path, 0600) (seen on
+# Docker 20.10: `docker load` of a layer whose entries lack their parents' headers).
+IMPLIED_DIR_MODE = 0o600
 
 Warn = Callable[[str], None]
 
@@ -160,7 +163,7 @@ class _LayerApplier:
             assert node.children is not None
             nxt = node.children.get(p)
             if nxt is None:
-                nxt = new_dir()
+                nxt = new_dir(IMPLIED_DIR_MODE)
                 node.children[p] = nxt
                 self.changed.append(node)
             elif nxt.children is None:

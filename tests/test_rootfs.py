@@ -12,7 +12,7 @@ from imagegen import E, simple_oci
 
 from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
-from eifbuild.rootfs import WALLCLOCK_MTIME, docker_export_entries, flatten
+from eifbuild.rootfs import IMPLIED_DIR_MODE, WALLCLOCK_MTIME, docker_export_entries, flatten
 from eifbuild.sources import open_image
 
 T = 1_600_000_000
@@ -181,7 +181,7 @@ def test_implied_parents_and_headerless_changes_get_the_constant_time(tmp_path: 
         flat(tmp_path, [E.dir("d", mtime=T), E.file("d/a")], [E.file("d/b"), E.file("p/q/r")])
     )
     assert got[b"d"].mtime == WALLCLOCK_MTIME
-    assert got[b"p"] == Entry(b"p", EntryType.DIR, 0o755, 0, 0, WALLCLOCK_MTIME)
+    assert got[b"p"] == Entry(b"p", EntryType.DIR, IMPLIED_DIR_MODE, 0, 0, WALLCLOCK_MTIME)
     assert got[b"p/q"].mtime == WALLCLOCK_MTIME
 
 

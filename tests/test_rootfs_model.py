@@ -54,7 +54,7 @@ def model(all_layers: list[list[tuple[str, Path_, int]]]) -> dict[Path_, tuple[s
             for i in range(1, len(full)):
                 q = full[:i]
                 if q not in state:
-                    state[q] = ("dir", 0o755)
+                    state[q] = ("dir", 0o600)  # moby MkdirAll(parent, 0600)
                 elif state[q][0] != "dir":
                     raise ModelError
             if kind == "opq":
