@@ -107,7 +107,10 @@ def _sign_checked(
     tbs = sig_structure(protected_header(alg), payload)
     raw = backend.sign(alg, tbs)
     if not verify_digest(pub, alg, alg.digest(tbs), raw):
-        raise SigningError(f"{backend.description}: produced a signature that does not verify")
+        hint = str(getattr(backend, "verify_hint", ""))
+        raise SigningError(
+            f"{backend.description}: produced a signature that does not verify{hint}"
+        )
     return encode_sign1(alg, payload, raw)
 
 

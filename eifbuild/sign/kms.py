@@ -99,6 +99,12 @@ class KmsKey:
     def description(self) -> str:
         return f"KMS key {self.ref}"
 
+    @property
+    def verify_hint(self) -> str:
+        if self.message_type == "digest":
+            return " (an endpoint that ignores MessageType=DIGEST needs --kms-message-type raw)"
+        return ""
+
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self.pub
 
