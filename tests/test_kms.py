@@ -250,6 +250,52 @@ def test_missing_boto3_is_a_clear_error(
     assert rc == 1 and "pip install 'eifbuild[kms]'" in err and not out.exists()
 
 
+def test_assemble_with_kms_alias_arn(
+    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta = _create_key(kms)
+    kms.create_alias(AliasName="alias/assemble", TargetKeyId=meta["KeyId"])
+    alias_arn = meta["Arn"].replace(f"key/{meta['KeyId']}", "alias/assemble")
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    for name, data in (("k", b"KERNEL" * 100), ("r0", b"R0" * 50), ("r1", b"R1" * 70)):
+        (tmp_path / name).write_bytes(data)
+    out = tmp_path / "a.eif"
+    capsys.readouterr()
+    rc = main(
+        [
+            "assemble",
+            "--kernel",
+            str(tmp_path / "k"),
+            "--cmdline",
+            "console=ttyS0",
+            "--ramdisk",
+            str(tmp_path / "r0"),
+            "--ramdisk",
+            str(tmp_path / "r1"),
+            "--output",
+            str(out),
+            "--signing-certificate",
+            str(cert),
+            "--private-key",
+            alias_arn,
+            "--kms-endpoint",
+            kms_endpoint,
+            "--kms-message-type",
+            "raw",
+        ]
+    )
+    stdout, err = capsys.readouterr()
+    assert rc == 0, err
+    ref = sigref.verify_eif(out, cert.read_bytes())
+    m = json.loads(stdout)["Measurements"]
+    assert (
+        m["PCR0"]
+        == ref.pcr0.hex()
+        == sigref.pcr(b"KERNEL" * 100 + b"console=ttyS0" + b"R0" * 50 + b"R1" * 70).hex()
+    )
+    assert m["PCR8"] == sigref.pcr8(cert.read_bytes()).hex()
+
+
 def test_access_denied_by_iam_policy(
     kms: Any,
     kms_endpoint: str,
