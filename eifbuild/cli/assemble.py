@@ -7,7 +7,8 @@ differences from ``eif_build`` (spec eif-format.md §10.3):
 * ``--kernel-config`` only supplies OperatingSystem/KernelVersion (line 3 of the config), and
   ``--img-os``/``--img-kernel``/``--build-time``/``--build-tool*`` still apply (``eif_build``
   rebuilds BuildMetadata with the current time and drops those options).
-* BuildTime defaults to SOURCE_DATE_EPOCH, else 1970-01-01T00:00:00+00:00, never the clock.
+* BuildTime defaults to SOURCE_DATE_EPOCH, else 1970-01-01T00:00:00+00:00, never the clock;
+  ``--build-time`` must be RFC 3339 (``eif_build`` stores any string).
 * BuildTool/BuildToolVersion default to ``eifbuild`` and its version (``eif_build`` writes
   ``eif_build``/``0.3.1``: pass those to reproduce its files).
 * ``--metadata`` must hold a JSON object (nitro-cli's describe-eif cannot show anything else).
@@ -30,7 +31,7 @@ from eifbuild.eif.writer import write_eif
 from eifbuild.errors import UsageError
 
 HELP = "write an EIF v4 from kernel, cmdline and ramdisks (byte-compatible with eif_build)"
-DESCRIPTION = (__doc__ or HELP).strip()
+DESCRIPTION = (__doc__ or HELP).replace("``", "").strip()
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 

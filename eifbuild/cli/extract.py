@@ -19,7 +19,7 @@ from eifbuild.eif.reader import EifReader
 from eifbuild.errors import EifbuildError
 
 HELP = "write an EIF's kernel, cmdline, metadata, ramdisks and signature into a directory"
-DESCRIPTION = (__doc__ or HELP).strip()
+DESCRIPTION = (__doc__ or HELP).replace("``", "").strip()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from eifbuild.errors import EifbuildError, UsageError
 from eifbuild.measure import file_pcr, pcr8_from_pem
 
 HELP = "PCR of a file, or PCR8 of a signing certificate (like nitro-cli pcr)"
-DESCRIPTION = (__doc__ or HELP).strip()
+DESCRIPTION = (__doc__ or HELP).replace("``", "").strip()
 MAX_PEM_SIZE = 1 << 20
 
 
