@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eifbuild.errors import BlobsError
 from eifbuild.model import Entry, EntryType
@@ -215,3 +217,68 @@ def test_bootstrap_modules_form_and_builtin_nsm(tmp_path: Path) -> None:
     assert [x.name for x in e] == [b"dev", b"init", b"TRAILER!!!"]
     with pytest.raises(BlobsError, match="cannot read"):
         b"".join(bootstrap_stream(tmp_path / "missing", None))
+
+
+_names = st.sampled_from(
+    [b"a", b"a-b", b"a.c", b"etc", b"etc/hosts", b"etc/mtab", b"dev", b"dev/pts", b"Dockerfile",
+     b".dockerenv", b"etc/hostname", b"x/y", b"\xff\xfe", "\u00e9".encode(), b"l" * 200]
+)  # fmt: skip
+_entries = st.lists(
+    st.tuples(
+        _names, st.sampled_from(list(EntryType)), st.integers(0, 0o7777), st.integers(0, 2**31)
+    ),
+    max_size=12,
+    unique_by=lambda t: t[0],
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_entries, st.none() | st.integers(0, 2**31))
+def test_property_customer_rules(
+    items: list[tuple[bytes, EntryType, int, int]], clamp: int | None
+) -> None:
+    """Every export entry ends up exactly as spec §8.3 says, whatever the mix of names/types."""
+    entries = []
+    for name, t, mode, mtime in items:
+        kw = {
+            "linkname": b"a" if t is EntryType.HARDLINK else b"t" if t is EntryType.SYMLINK else b""
+        }
+        entries.append(Entry(name, t, mode, mtime=mtime, **kw))  # type: ignore[arg-type]
+    parsed = parse(b"".join(customer_stream(entries, b"c\n", b"", clamp_mtime=clamp)))
+    check_gocpio_invariants(parsed)
+    exclude = {
+        b".dockerenv",
+        b"Dockerfile",
+        b"dev/console",
+        b"dev/pts",
+        b"dev/shm",
+        b"etc/hostname",
+    }
+    touch = {
+        b"dev/",
+        b"dev/pts/",
+        b"dev/shm/",
+        b"etc/",
+        b"etc/mtab",
+        b"etc/resolv.conf",
+        b"etc/hosts",
+        b"proc/",
+        b"sys/",
+    }
+    kept = [
+        e for e in entries if (e.path + b"/" if e.type is EntryType.DIR else e.path) not in exclude
+    ]
+    body = parsed[1 : 1 + len(kept)]
+    for e, c in zip(kept, body, strict=True):
+        tar_name = e.path + b"/" if e.type is EntryType.DIR else e.path
+        assert c.name == b"rootfs/" + tar_name
+        if tar_name in touch or tar_name == b"etc/hosts":
+            assert c.mtime == LK
+        else:
+            assert c.mtime == (e.mtime if clamp is None else min(e.mtime, clamp))
+        assert c.mode & 0o7777 == e.mode & 0o7777
+    names = [c.name for c in parsed]
+    assert names[0] == b"rootfs" and names[-10:] == [
+        b"rootfs", b"rootfs/dev", b"rootfs/run", b"rootfs/sys", b"rootfs/var",
+        b"rootfs/proc", b"rootfs/tmp", b"cmd", b"env", b"TRAILER!!!",
+    ]  # fmt: skip
