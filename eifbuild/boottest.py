@@ -167,6 +167,8 @@ def run_qemu(
     """Boot ``kernel`` + ``initrd`` with ``cmdline``; never waits longer than ``timeout``."""
     if timeout <= 0:
         raise BootTestError(f"--timeout {timeout} must be positive")
+    if not 64 <= memory_mib <= 1 << 20:
+        raise BootTestError(f"--memory {memory_mib} MiB is outside 64..1048576")
     binary = qemu_binary(qemu)
     check_kernel(kernel, "x86_64")
     cmd = qemu_command(binary, kernel, initrd, cmdline, memory_mib)

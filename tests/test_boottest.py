@@ -166,6 +166,13 @@ def test_missing_qemu_names_the_debian_package(tmp_path: Path) -> None:
         run_qemu(tmp_path / "k", tmp_path / "i", "", qemu="qemu-system-x86_64-not-here")
 
 
+def test_bad_limits_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BootTestError, match="--timeout 0 must be positive"):
+        run_qemu(tmp_path / "k", tmp_path / "i", "", timeout=0)
+    with pytest.raises(BootTestError, match="--memory 1 MiB"):
+        run_qemu(tmp_path / "k", tmp_path / "i", "", memory_mib=1)
+
+
 def test_boot_test_refuses_a_non_eif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require("qemu", shutil.which("qemu-system-x86_64") is not None, "Debian qemu-system-x86")
     bad = tmp_path / "x.eif"
