@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from eifbuild.errors import ImageSourceError, RootfsError
+from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
 from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region
 from eifbuild.sources._tar import Member
@@ -264,14 +264,9 @@ def merge(image: Image, *, limits: Limits | None = None) -> Tree:
     for layer in image.layers:
         label = f"{image.reference}: {layer.label}"
         applier = _LayerApplier(tree, layer.index, label, lim)
-        try:
-            for member in layer.members(max_entries=left):
-                left -= 1
-                applier.apply(member)
-        except ImageSourceError as exc:
-            if isinstance(exc, RootfsError):
-                raise
-            raise RootfsError(str(exc)) from None
+        for member in layer.members(max_entries=left):
+            left -= 1
+            applier.apply(member)
         applier.finish()
     return tree
 

@@ -218,9 +218,14 @@ def materialize_layer(
                 h.update(chunk)
                 out.write(chunk)
     except (gzip.BadGzipFile, zlib.error, zstandard.ZstdError, EOFError) as exc:
+        os.unlink(path)
         raise ImageSourceError(f"{what}: corrupt {kind} data ({exc})") from None
+    except BaseException:
+        os.unlink(path)
+        raise
     got = "sha256:" + h.hexdigest()
     if diff_id is not None and got != diff_id:
+        os.unlink(path)
         raise ImageSourceError(
             f"{what}: uncompressed digest mismatch (diff_id {diff_id}, got {got})"
         )

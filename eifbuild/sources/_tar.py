@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from eifbuild.errors import ImageSourceError
+from eifbuild.errors import RootfsError
 from eifbuild.model import EntryType
 from eifbuild.sources._blobs import Region
 
@@ -132,19 +132,17 @@ def _member(ti: tarfile.TarInfo, region: Region, what: str) -> Member:
     typ = _TYPES.get(ti.type)
     if typ is None or ti.sparse is not None:
         kind = "sparse file" if ti.sparse is not None else f"type {ti.type!r}"
-        raise ImageSourceError(f"{what}: entry {name!r}: unsupported tar entry {kind}")
+        raise RootfsError(f"{what}: entry {name!r}: unsupported tar entry {kind}")
     data = None
     if typ is EntryType.FILE:
         if ti.offset_data + ti.size > region.size:
-            raise ImageSourceError(
+            raise RootfsError(
                 f"{what}: entry {name!r}: size field {ti.size} disagrees with the data"
                 f" (layer ends {region.size - ti.offset_data} bytes after its header)"
             )
         data = region.sub(ti.offset_data, ti.size)
     elif ti.size and typ is not EntryType.HARDLINK:
-        raise ImageSourceError(
-            f"{what}: entry {name!r}: size field {ti.size} on a {typ.value} entry"
-        )
+        raise RootfsError(f"{what}: entry {name!r}: size field {ti.size} on a {typ.value} entry")
     return Member(
         name=name,
         type=typ,
@@ -172,13 +170,13 @@ def iter_members(region: Region, what: str, max_entries: int) -> Iterator[Member
     try:
         first = _peek_header(fh, 0)
         if first is not None and first[0] in _META_TYPES and first[1] > _MAX_META_BYTES:
-            raise ImageSourceError(f"{what}: {first[1]}-byte extended header is too large")
+            raise RootfsError(f"{what}: {first[1]}-byte extended header is too large")
         fh.seek(0)
         tf = tarfile.open(fileobj=fh, mode="r:", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         while True:
             peek = _peek_header(fh, tf.offset)
             if peek is not None and peek[0] in _META_TYPES and peek[1] > _MAX_META_BYTES:
-                raise ImageSourceError(
+                raise RootfsError(
                     f"{what}: after entry {last!r}: {peek[1]}-byte extended header is too large"
                 )
             ti = tf.next()
@@ -187,13 +185,13 @@ def iter_members(region: Region, what: str, max_entries: int) -> Iterator[Member
             tf.members = []  # type: ignore[attr-defined]  # keep memory flat
             count += 1
             if count > max_entries:
-                raise ImageSourceError(f"{what}: more than {max_entries} entries")
+                raise RootfsError(f"{what}: more than {max_entries} entries")
             member = _member(ti, region, what)
             last = member.name
             yield member
     except tarfile.TarError as exc:
-        raise ImageSourceError(f"{what}: corrupt tar after entry {last!r}: {exc}") from None
+        raise RootfsError(f"{what}: corrupt tar after entry {last!r}: {exc}") from None
     except (ValueError, UnicodeError, OverflowError) as exc:
-        raise ImageSourceError(f"{what}: corrupt tar after entry {last!r}: {exc}") from None
+        raise RootfsError(f"{what}: corrupt tar after entry {last!r}: {exc}") from None
     finally:
         fh.close()

@@ -42,7 +42,7 @@ class Layer:
 
     @property
     def label(self) -> str:
-        return f"layer {self.index} ({self.diff_id or self.digest or 'unknown digest'})"
+        return f"layer {self.index} ({self.digest or self.diff_id or 'unknown digest'})"
 
     def tar(self) -> Region:
         """The verified, uncompressed tar (verification and decompression happen once)."""

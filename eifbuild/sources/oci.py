@@ -53,8 +53,11 @@ def _platform(d: dict[str, Any]) -> str:
     return text + (f"/{p['variant']}" if p.get("variant") else "")
 
 
-def _pick_platform(ds: list[dict[str, Any]], arch: str | None, what: str) -> dict[str, Any]:
-    if len(ds) == 1 and arch is None:
+def _pick_platform(
+    ds: list[dict[str, Any]], arch: str | None, what: str, top: bool
+) -> dict[str, Any]:
+    """One descriptor: by platform inside an image index; index.json's single entry as is."""
+    if len(ds) == 1 and (arch is None or top or "platform" not in ds[0]):
         return ds[0]
     want = normalize_arch(arch) if arch else None
     hits = [
@@ -92,8 +95,10 @@ def resolve_manifest(
     ):
         refs = sorted({str((d.get("annotations") or {}).get(REF_ANNOTATION)) for d in ds})
         raise ImageSourceError(f"{what}: several images; name one of: {', '.join(refs)}")
+    top = True
     for _ in range(_MAX_INDEX_DEPTH):
-        d = _pick_platform(ds, arch, what)
+        d = _pick_platform(ds, arch, what, top)
+        top = False
         digest = d["digest"]
         doc = load_json(store.blob(digest), f"{what}: manifest {digest}", limits, digest)
         mt = doc.get("mediaType") if isinstance(doc, dict) else None
