@@ -56,6 +56,7 @@ class Blobs:
     init: Path
     nsm: Path | None
     source: str  # where the directory came from: "--blobs", "NITRO_CLI_BLOBS", "eifbuild"
+    modules: tuple[Path, ...] = ()  # from <blobs>/modules_load_order, in load order
 
 
 def _regular_file(path: Path, what: str) -> Path:
@@ -144,4 +145,33 @@ def resolve_blobs(
         nsm_path = _regular_file(Path(nsm), "nsm.ko")
     elif not no_nsm and (base / "nsm.ko").exists():
         nsm_path = _regular_file(base / "nsm.ko", "nsm.ko")
-    return Blobs(arch, kpath, cfg, cmd, init_path, nsm_path, source)
+    modules = read_modules(base) if need_dir or blobs_dir is not None else ()
+    return Blobs(arch, kpath, cfg, cmd, init_path, nsm_path, source, modules)
+
+
+MODULES_FILE = "modules_load_order"
+MAX_MODULES = 256
+
+
+def read_modules(base: Path) -> tuple[Path, ...]:
+    """``<blobs>/modules_load_order``: one ``.ko`` file name (in ``base``) per line, if present.
+
+    Used for kernels that need modules (e.g. a distribution kernel): the bootstrap ramdisk
+    then carries these files and the list instead of a lone ``nsm.ko``.
+    """
+    listing = base / MODULES_FILE
+    if not listing.exists():
+        return ()
+    _regular_file(listing, "module list")
+    with open(listing, "rb") as fh:
+        raw = fh.read(MAX_MODULES * 256 + 1)
+    try:
+        names = [ln.strip() for ln in raw.decode("utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise BlobsError(f"{listing}: not UTF-8") from None
+    if len(names) > MAX_MODULES:
+        raise BlobsError(f"{listing}: more than {MAX_MODULES} modules")
+    for n in names:
+        if "/" in n or n.startswith(".") or not n.endswith(".ko"):
+            raise BlobsError(f"{listing}: {n!r} is not a .ko file name in the blobs directory")
+    return tuple(_regular_file(base / n, "kernel module") for n in names)

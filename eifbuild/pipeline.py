@@ -200,7 +200,7 @@ def build(req: BuildRequest) -> BuildReport:
                 yield from _counted(stream, bar.update)
 
         def bootstrap() -> Iterator[bytes]:
-            return bootstrap_stream(blobs.init, blobs.nsm)
+            return bootstrap_stream(blobs.init, blobs.nsm, blobs.modules)
 
         with progress(desc="writing EIF") as bar:
             result = write_eif(

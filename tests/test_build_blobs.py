@@ -86,3 +86,18 @@ def test_bad_arch_and_dir(tmp_path: Path) -> None:
     (tmp_path / "cmdline").write_bytes(b"\xff\xfe")
     with pytest.raises(BlobsError, match="not UTF-8"):
         resolve_blobs("amd64", blobs_dir=tmp_path)
+
+
+def test_modules_load_order(tmp_path: Path) -> None:
+    make_blobs(tmp_path, nsm=False)
+    for n in ("virtio_mmio.ko", "nsm.ko"):
+        (tmp_path / n).write_bytes(n.encode())
+    (tmp_path / "modules_load_order").write_text("virtio_mmio.ko\n\nnsm.ko\n")
+    b = resolve_blobs("amd64", blobs_dir=tmp_path)
+    assert [m.name for m in b.modules] == ["virtio_mmio.ko", "nsm.ko"]
+    (tmp_path / "modules_load_order").write_text("../evil.ko\n")
+    with pytest.raises(BlobsError, match=r"not a \.ko file name"):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
+    (tmp_path / "modules_load_order").write_text("missing.ko\n")
+    with pytest.raises(BlobsError, match=r"missing\.ko"):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
