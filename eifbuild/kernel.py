@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,9 +397,18 @@ def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], log_fh: IO[str],
         raise KernelBuildError(f"{what} failed (exit {proc.returncode}); see {log_fh.name}")
 
 
-def _make_with_progress(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> None:
-    """Run the long ``make``; one progress tick per compiled object; full log to a file."""
-    with log_path.open("a", buffering=1) as log_fh, progress(desc="kernel", unit="obj") as bar:
+def _make_with_progress(
+    cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, expected: int | None
+) -> int:
+    """Run the long ``make``; one progress tick per build step; full log to a file.
+
+    Returns the number of steps, which the next build uses as its progress total.
+    """
+    steps = 0
+    with (
+        log_path.open("a", buffering=1) as log_fh,
+        progress(total=expected, desc="kernel", unit="step") as bar,
+    ):
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -406,10 +416,23 @@ def _make_with_progress(cmd: list[str], cwd: Path, env: dict[str, str], log_path
         for line in proc.stdout:
             log_fh.write(line)
             if line.lstrip().startswith(("CC ", "AS ", "LD ")):
+                steps += 1
                 bar.update(1)
         rc = proc.wait()
     if rc != 0:
         raise KernelBuildError(f"kernel build failed (make exit {rc}); see {log_path}")
+    return steps
+
+
+def _previous_steps(arch: str) -> int | None:
+    """Build steps of the most recent earlier build of ``arch`` (a progress estimate)."""
+    infos = sorted((cache_dir() / "kernel").glob(f"{arch}-*/build-info.json"))
+    for info in infos:
+        try:
+            return int(json.loads(info.read_text())["make_steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _unpack_source(tarball: Path, patches: list[Path], work: Path, log_path: Path) -> Path:
@@ -497,10 +520,17 @@ def _build_kernel_locked(
     _configure(src, obj, kernels_dir() / arch / "enclave.config", pin, env, log_path)
     n = jobs or os.cpu_count() or 1
     log(f"compiling the kernel with make -j{n} (log: {log_path})")
-    _make_with_progress(
+    start = time.monotonic()
+    steps = _make_with_progress(
         ["make", f"O={obj}", f"ARCH={pin.kernel_arch}", f"-j{n}", pin.image_name],
-        src, env, log_path,
+        src, env, log_path, _previous_steps(arch),
     )  # fmt: skip
+    info = {
+        "package": pin.package, "version": pin.version, "tarball_sha256": pin.tarball_sha256,
+        "patches": [p.name for p in _patches(arch)], "toolchain": kernel_toolchain_id(),
+        "kbuild_env": kbuild_env(_epoch()), "make_steps": steps, "jobs": n,
+        "compile_seconds": round(time.monotonic() - start, 1),
+    }  # fmt: skip
     built = obj / pin.image
     check_kernel(built, arch)
     staging = out.with_name(f".{out.name}.{os.getpid()}")
@@ -509,6 +539,7 @@ def _build_kernel_locked(
     staging.mkdir(parents=True)
     shutil.copyfile(built, staging / pin.image_name)
     shutil.copyfile(obj / ".config", staging / f"{pin.image_name}.config")
+    (staging / "build-info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     if out.exists():
         shutil.rmtree(out)
     os.replace(staging, out)
