@@ -139,3 +139,100 @@ def test_clamp_mtime_needs_an_epoch(
         ["build", "oci:x:y", "-o", str(tmp_path / "o.eif"), "--clamp-mtime"], capsys
     )
     assert rc == 2 and "SOURCE_DATE_EPOCH" in err
+
+
+def _oci(tmp_path: Path, config: dict[str, object], arch: str = "amd64") -> str:
+    from tests.imagegen import E, simple_oci
+
+    layer = [E.dir("bin"), E.file("bin/app", b"#!/bin/sh\n", 0o755)]
+    return simple_oci(tmp_path / "img", layer, ref="app:v1", config=config, arch=arch)
+
+
+def test_metadata_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    blobs = make_blobs(tmp_path / "blobs")
+    ref = _oci(tmp_path, {"Cmd": ["/bin/app"], "Labels": {"b": "2", "a": "1"}, "User": "0"})
+    # created is not set by imagegen: BuildTime falls back to 1970, never the clock
+    out = tmp_path / "o.eif"
+    rc, _, err = run_cli(["build", ref, "--blobs", str(blobs), "-o", str(out)], capsys)
+    assert rc == 0, err
+    meta = json.loads(next(d for t, d in sections(out.read_bytes()) if t == 5))
+    cfg_digest = json.loads((tmp_path / "img/index.json").read_text())["manifests"][0]["digest"]
+    manifest = json.loads((tmp_path / "img/blobs/sha256" / cfg_digest[7:]).read_text())
+    image_id = manifest["config"]["digest"]
+    assert meta["ImageName"] == "app"
+    assert meta["ImageVersion"] == image_id.removeprefix("sha256:")
+    assert meta["BuildMetadata"]["BuildTime"] == "1970-01-01T00:00:00+00:00"
+    assert meta["DockerInfo"] == {
+        "Architecture": "amd64",
+        "Config": {"Cmd": ["/bin/app"], "Labels": {"a": "1", "b": "2"}, "User": "0"},
+        "Id": image_id,
+        "Os": "linux",
+    }
+    assert meta["CustomMetadata"] is None
+
+    custom = tmp_path / "custom.json"
+    custom.write_text('{"team": "x", "n": 1}')
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", SDE)
+    args = ["build", ref, "--blobs", str(blobs), "-o", str(out), "--name", "N", "--version", "V"]
+    rc, _, err = run_cli([*args, "--metadata", str(custom)], capsys)
+    assert rc == 0, err
+    meta = json.loads(next(d for t, d in sections(out.read_bytes()) if t == 5))
+    assert (meta["ImageName"], meta["ImageVersion"]) == ("N", "V")
+    assert meta["CustomMetadata"] == {"n": 1, "team": "x"}
+    assert meta["BuildMetadata"]["BuildTime"] == "2023-11-14T22:13:20+00:00"
+    custom.write_text('{"x": "' + "y" * 5000 + '"}')
+    rc, _, err = run_cli([*args, "--metadata", str(custom)], capsys)
+    assert rc == 1 and "4096" in err
+
+
+def test_json_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib as h
+
+    blobs = make_blobs(tmp_path / "blobs")
+    ref = _oci(tmp_path, {"Entrypoint": ["/bin/app", "x"], "Env": ["A=1"]})
+    out = tmp_path / "o.eif"
+    rc, stdout, err = run_cli(
+        ["build", ref, "--blobs", str(blobs), "-o", str(out), "--json"], capsys
+    )
+    assert rc == 0, err
+    rec = json.loads(stdout)
+    assert rec["Measurements"] == json.loads(json.dumps(rec["Measurements"]))
+    assert {k: rec["Measurements"][k] for k in ("PCR0", "PCR1", "PCR2")} == expected_pcrs(
+        out.read_bytes()
+    )
+    assert rec["inputs"]["kernel_sha384"] == h.sha384((blobs / "bzImage").read_bytes()).hexdigest()
+    assert rec["inputs"]["init_sha384"] == h.sha384(b"INIT").hexdigest()
+    assert rec["eif"]["sha384"] == h.sha384(out.read_bytes()).hexdigest()
+    assert (rec["cmd"], rec["env"]) == (["/bin/app", "x"], ["A=1"])
+    assert rec["build_tool"]["name"] == "eifbuild"
+
+
+def test_arm64_image_uses_Image_and_arch_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blobs = make_blobs(tmp_path / "blobs", kernel="Image", nsm=False)
+    ref = _oci(tmp_path, {"Cmd": ["/bin/app"]}, arch="arm64")
+    out = tmp_path / "o.eif"
+    rc, _, err = run_cli(
+        ["build", ref, "--blobs", str(blobs), "-o", str(out), "--arch", "arm64"], capsys
+    )
+    assert rc == 0, err
+    eif = out.read_bytes()
+    flags = struct.unpack(">H", eif[6:8])[0]
+    assert flags & 1 == 1  # aarch64 bit
+    boot = parse(sections(eif)[3][1])
+    assert [e.name for e in boot] == [b"dev", b"init", b"TRAILER!!!"]  # NSM built in
+
+
+def test_image_without_cmd_or_entrypoint_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blobs = make_blobs(tmp_path / "blobs")
+    ref = _oci(tmp_path, {"Env": ["A=1"]})
+    out = tmp_path / "o.eif"
+    rc, stdout, err = run_cli(["build", ref, "--blobs", str(blobs), "-o", str(out)], capsys)
+    assert rc == 1 and stdout == "" and "Cmd" in err and err.count("\n") == 1
+    assert not out.exists()
