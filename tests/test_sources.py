@@ -409,3 +409,26 @@ def test_cli_bad_input_exit_1_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["rootfs", f"oci:{tmp_path}"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("eifbuild: error: ") and "oci-layout" in err
+
+
+def test_docker_archive_symlinked_duplicate_layer(tmp_path: Path) -> None:
+    """docker save stores a repeated layer once and links the other path to it."""
+    import io
+
+    layer = layer_bytes([E.file("same", b"s")])
+    src = write_docker_archive(tmp_path / "a.tar", [layer, layer], "dup:1")
+    out = tmp_path / "b.tar"
+    with tarfile.open(src) as tin, tarfile.open(out, "w") as tout:
+        manifest = json.loads(tin.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        first, second = manifest[0]["Layers"]
+        for ti in tin.getmembers():
+            if ti.name == second:
+                link = tarfile.TarInfo(second)
+                link.type = tarfile.SYMTYPE
+                link.linkname = "../" + first
+                tout.addfile(link)
+            else:
+                tout.addfile(ti, io.BytesIO(tin.extractfile(ti).read()))  # type: ignore[union-attr]
+    with open_image(f"docker-archive:{out}") as image:
+        assert image.layers[0].blob == image.layers[1].blob
+        assert [e.path for e in flatten(image)] == [b"same"]

@@ -25,6 +25,7 @@ from typing import Any
 
 import zstandard
 
+from eifbuild._progress import progress
 from eifbuild.errors import ImageSourceError
 
 CHUNK = 1 << 20
@@ -49,7 +50,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Region:
     """``size`` bytes of ``path`` starting at ``offset``."""
 
@@ -92,10 +93,12 @@ def check_digest_text(digest: object, what: str) -> str:
     return digest
 
 
-def sha256_region(region: Region) -> str:
+def sha256_region(region: Region, desc: str = "verify") -> str:
     h = hashlib.sha256()
-    for chunk in region.chunks():
-        h.update(chunk)
+    with progress(total=region.size, desc=desc) as bar:
+        for chunk in region.chunks():
+            h.update(chunk)
+            bar.update(len(chunk))
     return "sha256:" + h.hexdigest()
 
 
@@ -207,8 +210,9 @@ def materialize_layer(
     name = (diff_id or blob_digest or what).replace(":", "-").replace("/", "_")[-80:]
     path = os.path.join(tmpdir, f"layer-{name}.tar")
     try:
-        with open(path, "wb") as out:
+        with open(path, "wb") as out, progress(desc=f"unpack {kind} layer") as bar:
             for chunk in decompressed(region, kind):
+                bar.update(len(chunk))
                 total += len(chunk)
                 if total > limits.max_layer_bytes:
                     raise ImageSourceError(
