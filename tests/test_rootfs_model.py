@@ -134,3 +134,52 @@ def test_merge_matches_model(all_layers: list[list[tuple[str, Path_, int]]]) -> 
     # export walk order == lexicographic order of component tuples
     keys = [tuple(e.path.split(b"/")) for e in got_entries]
     assert keys == sorted(keys)
+
+
+_SEED_LAYER = None
+
+
+def _seed() -> bytes:
+    from imagegen import layer_bytes
+
+    global _SEED_LAYER
+    if _SEED_LAYER is None:
+        _SEED_LAYER = layer_bytes(
+            [
+                E.dir("d"),
+                E.file("d/f", b"x" * 700),
+                E.hardlink("h", "d/f"),
+                E.symlink("s", "/t"),
+                E.file("p" * 120, b"pax"),
+                E.char("c", 1, 3),
+                E.file("d/.wh.gone"),
+            ]
+        )
+    return _SEED_LAYER
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+    st.integers(0, 6000),
+)
+def test_mutated_layers_never_crash(flips: list[tuple[int, int]], cut: int) -> None:
+    """Corrupted tars give a clean EifbuildError (or a valid rootfs), never another exception."""
+    from imagegen import oci_image, oci_layout
+
+    from eifbuild.errors import EifbuildError
+
+    data = bytearray(_seed())
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    blob = bytes(data[: len(data) - cut % len(data)])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "oci"
+        oci_layout(root, [oci_image(root, [blob])], ["t"])
+        try:
+            with open_image(f"oci:{root}:t") as image:
+                for e in flatten(image):
+                    if e.type is EntryType.FILE:
+                        assert sum(len(c) for c in e.open()) == e.size
+        except EifbuildError as exc:
+            assert "\n" not in str(exc)
