@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from eifbuild.crc import Crc32
 from eifbuild.errors import SigningError
 
 HASH_ALGORITHM = "Sha384 { ... }"  # what AWS's released tools print (cosmetic, spec §6.3)
@@ -78,11 +79,11 @@ class Measurements:
 
 
 class FanOut:
-    """Feed each chunk to several hashers, the last one on a helper thread.
+    """Feed each chunk to several hashers (and a CRC), sharing the work with a helper thread.
 
-    hashlib releases the GIL for large buffers, so two SHA-384 streams over the same bytes
-    (PCR0 and PCR2 both cover the application ramdisks) run on two cores. Use as a context
-    manager; ``update(chunk, hashers)`` returns when every hasher has consumed the chunk.
+    hashlib and zlib release the GIL for large buffers, so the two SHA-384 streams over the
+    same bytes (PCR0 and PCR2 both cover the application ramdisks) run on two cores. Use as
+    a context manager; ``update`` returns when everything has consumed the chunk.
     """
 
     def __init__(self) -> None:
@@ -102,31 +103,39 @@ class FanOut:
         chunk: bytes,
         hashers: list[PcrHasher],
         extra: Callable[[bytes], object] | None = None,
+        crc: Crc32 | None = None,
     ) -> None:
-        """Update ``hashers`` with ``chunk`` and call ``extra(chunk)``; return when all are done.
+        """Feed ``chunk`` to ``hashers`` and ``crc`` and call ``extra(chunk)``; wait for all.
 
-        With two or more hashers and a large chunk, the last hasher and ``extra`` run on the
-        helper thread while the others run here: roughly equal halves of the work.
+        With two or more hashers and a large chunk, the last hasher, ``extra`` and two thirds
+        of the CRC run on the helper thread, the rest here: about equal halves of the work.
         """
         if self._pool is None or len(hashers) < 2 or len(chunk) < PARALLEL_MIN:
             for h in hashers:
                 h.update(chunk)
+            if crc is not None:
+                crc.update(chunk)
             if extra is not None:
                 extra(chunk)
             return
         last = hashers[-1]
+        split = len(chunk) // 3
 
-        def helper() -> None:
+        def helper() -> int:
             last.update(chunk)
             if extra is not None:
                 extra(chunk)
+            return Crc32.tail(chunk, split) if crc is not None else 0
 
-        fut: Future[None] = self._pool.submit(helper)
+        fut: Future[int] = self._pool.submit(helper)
         try:
             for h in hashers[:-1]:
                 h.update(chunk)
+            head = crc.head(chunk, split) if crc is not None else 0
         finally:
-            fut.result()
+            tail = fut.result()
+        if crc is not None:
+            crc.join(head, tail, len(chunk) - split)
 
 
 def content_pcr(chunks: Iterable[bytes]) -> str:

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eifbuild.crc import crc32_combine
+from eifbuild.crc import Crc32, apply_operator, crc32_combine, shift_operator
 from eifbuild.errors import SigningError
 from eifbuild.measure import (
     HASH_ALGORITHM,
@@ -139,3 +139,34 @@ def test_crc32_combine_large_lengths() -> None:
         b"x" + zeros
     )
     assert zlib.crc32(b"123456789") == 0xCBF43926
+
+
+@given(st.lists(st.tuples(st.binary(max_size=500), st.integers(0, 600), st.booleans()), max_size=8))
+def test_split_crc_matches_zlib(parts: list[tuple[bytes, int, bool]]) -> None:
+    crc, ref = Crc32(), 0
+    for data, cut, split in parts:
+        ref = zlib.crc32(data, ref)
+        if split:
+            k = min(cut, len(data))
+            crc.join(crc.head(data, k), Crc32.tail(data, k), len(data) - k)
+        else:
+            crc.update(data)
+        assert crc.value == ref
+
+
+def test_shift_operator_matches_combine() -> None:
+    a, b = b"header", b"\x5a" * 4099
+    op = shift_operator(len(b))
+    assert apply_operator(op, zlib.crc32(a)) ^ zlib.crc32(b) == zlib.crc32(a + b)
+    assert apply_operator(shift_operator(0), 0x12345678) == 0x12345678
+
+
+def test_fanout_splits_crc_across_threads() -> None:
+    big = bytes(range(256)) * 4099  # not a multiple of 3
+    a, b, crc = PcrHasher(), PcrHasher(), Crc32()
+    with FanOut() as fan:
+        for chunk in (big, b"small", big[:70_001]):
+            fan.update(chunk, [a, b], crc=crc)
+    joined = big + b"small" + big[:70_001]
+    assert crc.value == zlib.crc32(joined)
+    assert a.hexdigest() == b.hexdigest() == ref_pcr(joined)

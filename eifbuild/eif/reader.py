@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 import stat
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from eifbuild.crc import Crc32
 from eifbuild.eif.format import (
     ARCH_FLAG_ARM64,
+    CRC_OFFSET,
     HEADER_SIZE,
     MAGIC,
     MAX_NUM_SECTIONS,
@@ -267,12 +268,12 @@ class EifReader:
     def scan(self, progress: Any = None) -> ScanResult:
         """One streaming pass: PCR0/1/2 (+PCR8) and the CRC as AWS's reader computes it."""
         hdr_bytes = self._read_exact(0, HEADER_SIZE)
-        crc = zlib.crc32(hdr_bytes[:544])
+        crc = Crc32()
+        crc.update(hdr_bytes[:CRC_OFFSET])
         pcr0, pcr1, pcr2 = PcrHasher(), PcrHasher(), PcrHasher()
         ramdisks_seen = 0
         with FanOut() as fan:
             for s in self.sections:
-                sh = SectionHeader(s.type, s.size).pack()
                 if s.type in (SectionType.KERNEL, SectionType.CMDLINE):
                     hashers = [pcr0]
                 elif s.type is SectionType.RAMDISK:
@@ -280,18 +281,13 @@ class EifReader:
                     ramdisks_seen += 1
                 else:
                     hashers = []
-                crc = zlib.crc32(sh, crc)
-
-                def crc_of(chunk: bytes) -> None:
-                    nonlocal crc
-                    crc = zlib.crc32(chunk, crc)
-
+                crc.update(SectionHeader(s.type, s.size).pack())
                 for chunk in self.iter_data(s):
-                    fan.update(chunk, hashers, crc_of)
+                    fan.update(chunk, hashers, crc=crc)
                     if progress is not None:
                         progress(len(chunk))
                 if s.type is SectionType.RAMDISK and ramdisks_seen == 1:
                     pcr1 = pcr0.copy()
-        stored = int.from_bytes(hdr_bytes[544:548], "big")
+        stored = int.from_bytes(hdr_bytes[CRC_OFFSET:HEADER_SIZE], "big")
         m = Measurements(pcr0.hexdigest(), pcr1.hexdigest(), pcr2.hexdigest(), self.pcr8())
-        return ScanResult(m, stored, crc, pcr0.digest())
+        return ScanResult(m, stored, crc.value, pcr0.digest())

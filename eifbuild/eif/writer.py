@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 from eifbuild._atomic import atomic_output
-from eifbuild.crc import crc32_combine
+from eifbuild.crc import Crc32, crc32_combine
 from eifbuild.eif.format import (
     HEADER_SIZE,
     MAX_NUM_SECTIONS,
@@ -127,15 +127,9 @@ class _SectionStream:
         guess = _known_size(src) or 0
         self.fh.write(SectionHeader(stype, guess).pack())
         size = 0
-        data_crc = 0
-
-        def write_and_crc(chunk: bytes) -> None:
-            nonlocal data_crc
-            self.fh.write(chunk)
-            data_crc = zlib.crc32(chunk, data_crc)
-
+        data_crc = Crc32()
         for chunk in iter_source(src, label):
-            self.fan.update(chunk, hashers, write_and_crc)
+            self.fan.update(chunk, hashers, self.fh.write, crc=data_crc)
             size += len(chunk)
             if self.progress is not None:
                 self.progress(len(chunk))
@@ -144,7 +138,7 @@ class _SectionStream:
             self.fh.seek(offset)
             self.fh.write(header)
             self.fh.seek(offset + SECTION_HEADER_SIZE + size)
-        section_crc = crc32_combine(zlib.crc32(header), data_crc, size)
+        section_crc = crc32_combine(zlib.crc32(header), data_crc.value, size)
         self.crc = crc32_combine(self.crc, section_crc, SECTION_HEADER_SIZE + size)
         self.pos = offset + SECTION_HEADER_SIZE + size
         self.sections.append(Section(len(self.sections), stype, offset, size))
