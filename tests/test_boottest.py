@@ -24,6 +24,8 @@ from eifbuild.errors import BlobsError, BootTestError
 from eifbuild.kernel import default_blobs_dir
 from tests.conftest import require
 
+pytestmark = [pytest.mark.qemu, pytest.mark.kernel]
+
 BUSYBOX = Path("/bin/busybox")
 TIMEOUT = 90.0  # TCG on a loaded 2-core machine; a boot takes ~1.5 s when idle
 

@@ -18,6 +18,8 @@ from eifbuild.cli import main
 from eifbuild.elfcheck import check_init
 from tests.conftest import ROOT, require
 
+pytestmark = pytest.mark.musl
+
 INIT_SRC = ROOT / "kernels" / "init"
 
 
