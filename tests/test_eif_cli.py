@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_measure import der_of_first_pem, make_cert, ref_pcr
 
 from eifbuild.cli import main
+from eifbuild.cli.describe import describe
 from eifbuild.eif.metadata import encode_metadata
+from eifbuild.eif.reader import EifReader
 from eifbuild.eif.signature import (
     cbor_head,
     cbor_text,
@@ -23,6 +28,7 @@ from eifbuild.eif.signature import (
     encode_signature_section,
 )
 from eifbuild.eif.writer import write_eif
+from eifbuild.errors import EifbuildError
 
 META = encode_metadata("img", "1.0", "1970-01-01T00:00:00+00:00", "eifbuild", "0", "OS", "kernel")
 
@@ -272,3 +278,28 @@ def test_assemble_unwritable_output(
     rc, out, err = run(capsys, "assemble", *inputs(tmp_path), "--output", str(tmp_path / where))
     assert rc == 1 and out == "" and "cannot write EIF" in err and err.count("\n") == 1
     assert not [p for p in tmp_path.rglob("*") if "eifbuild-tmp" in p.name]
+
+
+_FUZZ_PEM, _FUZZ_KEY = make_cert()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4)
+)
+def test_describe_with_corrupted_cose_fails_cleanly(edits: list[tuple[int, int]]) -> None:
+    def signer(pcr0_raw: bytes) -> bytes:
+        cose = bytearray(_cose_sign1(_FUZZ_KEY, pcr0_raw))
+        for pos, value in edits:
+            cose[pos % len(cose)] = value
+        return encode_signature_section([(_FUZZ_PEM, bytes(cose))])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.eif"
+        write_eif(path, kernel=b"k", cmdline="c", metadata=META, ramdisks=[b"r"], signer=signer)
+        try:
+            with EifReader(path) as reader:
+                doc = describe(reader)
+            assert doc["IsSigned"] is True
+        except EifbuildError as exc:
+            assert "\n" not in str(exc)
