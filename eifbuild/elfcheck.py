@@ -169,8 +169,31 @@ def kernel_version_string(path: str | os.PathLike[str]) -> str:
     return raw.decode("ascii", "replace")
 
 
-def kernel_release(path: str | os.PathLike[str]) -> str:
-    """``uname -r`` of an x86 bzImage, e.g. ``6.12.95``."""
+def _scan_linux_banner(p: Path) -> str:
+    """``uname -r`` from the ``Linux version X`` banner of an uncompressed arm64 ``Image``."""
+    marker = b"Linux version "
+    tail = b""
+    try:
+        with p.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                buf = tail + chunk
+                i = buf.find(marker)
+                if i >= 0:
+                    if len(buf) - i < len(marker) + 256:  # make sure the release is complete
+                        buf += fh.read(4096)
+                    rest = buf[i + len(marker) : i + len(marker) + 256]
+                    return rest.split(b" ", 1)[0].decode("ascii", "replace")
+                tail = buf[-len(marker) :]
+    except OSError as exc:
+        raise BlobsError(f"kernel {p}: cannot read ({exc.strerror})") from None
+    raise BlobsError(f"kernel {p}: no 'Linux version' banner found")
+
+
+def kernel_release(path: str | os.PathLike[str], arch: str = "x86_64") -> str:
+    """``uname -r`` of a kernel image (x86 bzImage header, or arm64 Image banner)."""
+    if arch == "aarch64":
+        check_kernel(path, arch)
+        return _scan_linux_banner(Path(path))
     return kernel_version_string(path).split(" ", 1)[0]
 
 

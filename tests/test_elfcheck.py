@@ -193,6 +193,17 @@ def test_arm64_image_magic(tmp_path: Path) -> None:
         check_kernel(_write(tmp_path / "bad", b"\0" * 64), "aarch64")
 
 
+def test_arm64_release_from_banner(tmp_path: Path) -> None:
+    img = bytearray(64)
+    img[0x38:0x3C] = b"ARM\x64"
+    pad = bytes((1 << 20) - 70)  # the banner straddles the 1 MiB read boundary
+    body = bytes(img) + pad + b"xxLinux version 6.12.95-arm (eifbuild@eifbuild) #1 SMP\0"
+    p = _write(tmp_path / "Image", body)
+    assert kernel_release(p, "aarch64") == "6.12.95-arm"
+    with pytest.raises(BlobsError, match="no 'Linux version' banner"):
+        kernel_release(_write(tmp_path / "Image2", bytes(img) + bytes(1000)), "aarch64")
+
+
 def _write(p: Path, data: bytes) -> Path:
     p.write_bytes(data)
     return p
