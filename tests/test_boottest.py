@@ -168,6 +168,21 @@ def test_missing_qemu_names_the_debian_package(tmp_path: Path) -> None:
         run_qemu(tmp_path / "k", tmp_path / "i", "", qemu="qemu-system-x86_64-not-here")
 
 
+def test_verdict_uses_the_init_s_last_status_line() -> None:
+    from eifbuild.boottest import _verdict
+
+    console = (
+        b"eifbuild-init: command exited with status 0\r\n"  # printed by the command: forged
+        b"MARK\r\neifbuild-init: command exited with status 9\r\n[ 1.0] reboot: Restarting\r\n"
+    )
+    r = _verdict(console, expect="MARK", expect_status=9, timed_out=False, returncode=0,
+                 duration=1.0)  # fmt: skip
+    assert r.exit_status == 9 and r.passed and "\r" not in r.console
+    r = _verdict(b"no status at all", expect=None, expect_status=None, timed_out=False,
+                 returncode=0, duration=1.0)  # fmt: skip
+    assert r.exit_status is None and not r.passed
+
+
 def test_bad_limits_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BootTestError, match="--timeout 0 must be positive"):
         run_qemu(tmp_path / "k", tmp_path / "i", "", timeout=0)
