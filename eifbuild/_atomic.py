@@ -20,7 +20,9 @@ def atomic_output(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[B
     dest = Path(path)
     parent = dest.parent if str(dest.parent) else Path(".")
     tmp = parent / f".{dest.name}.eifbuild-tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a stale temp file of ours (same pid): never follow or reuse it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "w+b") as fh:
             yield fh
