@@ -30,7 +30,7 @@ raise :class:`RootfsError` naming the layer and the entry.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
@@ -53,17 +53,29 @@ OPAQUE = b".wh..wh..opq"
 META_PREFIX = b".wh..wh."
 
 
-class Inode:
+class Node:
+    """A path in the tree, carrying its own attributes (compact: one object per path).
+
+    Directories have ``children``. Paths that share an inode (hard links) point ``shared`` at
+    one detached Node holding the common attributes and the link count; :attr:`inode` is the
+    Node whose attributes apply. File data is ``size`` bytes at offset ``off`` of the
+    uncompressed tar of layer ``src``.
+    """
+
     __slots__ = (
-        "data",
+        "children",
         "devmajor",
         "devminor",
         "gid",
+        "layer",
         "linkname",
         "mode",
         "mtime",
         "nlink",
+        "off",
+        "shared",
         "size",
+        "src",
         "type",
         "uid",
         "xattrs",
@@ -76,32 +88,37 @@ class Inode:
         self.gid = gid
         self.mtime = mtime
         self.size = 0
-        self.data: Region | None = None
+        self.off = 0
+        self.src = -1
         self.linkname = b""
         self.devmajor = 0
         self.devminor = 0
         self.nlink = 1
         self.xattrs: tuple[str, ...] = ()
+        self.children: dict[bytes, Node] | None = {} if type is EntryType.DIR else None
+        self.layer = -1  # index of the layer whose explicit entry made this path, -1 if none
+        self.shared: Node | None = None
 
+    @property
+    def inode(self) -> Node:
+        return self.shared if self.shared is not None else self
 
-class Node:
-    """A path in the tree. Directories have ``children``; others share an Inode."""
-
-    __slots__ = ("children", "inode", "layer")
-
-    def __init__(self, inode: Inode, layer: int = -1) -> None:
-        self.inode = inode
-        self.children: dict[bytes, Node] | None = {} if inode.type is EntryType.DIR else None
-        self.layer = layer  # index of the layer whose explicit entry made this node, -1 if none
+    def detach(self) -> Node:
+        """A copy of this node's attributes, to be shared by hard-linked paths."""
+        copy = Node(self.type, self.mode, self.uid, self.gid, self.mtime)
+        copy.size, copy.off, copy.src, copy.xattrs = self.size, self.off, self.src, self.xattrs
+        copy.linkname, copy.devmajor, copy.devminor = self.linkname, self.devmajor, self.devminor
+        return copy
 
 
 def new_dir(mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int = WALLCLOCK_MTIME) -> Node:
-    return Node(Inode(EntryType.DIR, mode, uid, gid, mtime))
+    return Node(EntryType.DIR, mode, uid, gid, mtime)
 
 
 @dataclass
 class Tree:
     root: Node
+    paths: list[str] = field(default_factory=list)  # uncompressed tar file of each layer
 
     def lookup(self, parts: list[bytes]) -> Node | None:
         """The node at ``parts`` without following symlinks, or None."""
@@ -195,14 +212,16 @@ class _LayerApplier:
                 old.layer = self.index
                 return
             remove(old)
-        node = self.hardlink(m) if m.type is EntryType.HARDLINK else Node(self.inode(m))
+        node = self.hardlink(m) if m.type is EntryType.HARDLINK else self.node(m)
         node.layer = self.index
         parent.children[base] = node
         self.changed.append(parent)
 
-    def inode(self, m: Member) -> Inode:
-        ino = Inode(m.type, m.mode, m.uid, m.gid, m.mtime)
-        ino.size, ino.data, ino.xattrs = m.size, m.data, m.xattrs
+    def node(self, m: Member) -> Node:
+        ino = Node(m.type, m.mode, m.uid, m.gid, m.mtime)
+        ino.size, ino.xattrs = m.size, m.xattrs
+        if m.data is not None:
+            ino.off, ino.src = m.data.offset, self.index
         ino.devmajor, ino.devminor = m.devmajor, m.devminor
         if m.type is EntryType.SYMLINK:
             ino.linkname = m.linkname
@@ -217,12 +236,16 @@ class _LayerApplier:
             raise self.fail(m.name, f"hard link target {m.linkname!r} does not exist")
         if target.children is not None:
             raise self.fail(m.name, f"hard link target {m.linkname!r} is a directory")
-        ino = target.inode
+        if target.shared is None:
+            target.shared = target.detach()
+        ino = target.shared
         ino.nlink += 1
         ino.uid, ino.gid = m.uid, m.gid
         if ino.type is not EntryType.SYMLINK:
             ino.mode, ino.mtime = m.mode, m.mtime
-        return Node(ino)
+        node = Node(ino.type, ino.mode, ino.uid, ino.gid, ino.mtime)
+        node.shared = ino
+        return node
 
     def whiteout(self, parent: Node, base: bytes) -> None:
         assert parent.children is not None
@@ -264,6 +287,7 @@ def merge(image: Image, *, limits: Limits | None = None) -> Tree:
     for layer in image.layers:
         label = f"{image.reference}: {layer.label}"
         applier = _LayerApplier(tree, layer.index, label, lim)
+        tree.paths.append(layer.tar().path)
         for member in layer.members(max_entries=left):
             left -= 1
             applier.apply(member)
@@ -271,7 +295,8 @@ def merge(image: Image, *, limits: Limits | None = None) -> Tree:
     return tree
 
 
-def _opener(region: Region) -> Callable[[], Iterator[bytes]]:
+def _opener(path: str, off: int, size: int) -> Callable[[], Iterator[bytes]]:
+    region = Region(path, off, size)
     return lambda: region.chunks()
 
 
@@ -315,7 +340,9 @@ def walk(tree: Tree, warn: Warn | None = None) -> Iterator[Entry]:
             linkname=ino.linkname,
             devmajor=ino.devmajor,
             devminor=ino.devminor,
-            opener=_opener(ino.data) if ino.data is not None and ino.size else None,
+            opener=_opener(tree.paths[ino.src], ino.off, ino.size)
+            if ino.src >= 0 and ino.size
+            else None,
         )
     if xattr_count and warn is not None:
         warn(
@@ -388,13 +415,13 @@ class _Mutator:
         parent = self.mkdir_all(parts[:-1])
         assert parent.children is not None
         if kind == b"dir":
-            ino = Inode(EntryType.DIR, 0o755, 0, 0, self.mtime)
+            ino = Node(EntryType.DIR, 0o755, 0, 0, self.mtime)
         elif kind == b"file":
-            ino = Inode(EntryType.FILE, 0o755, 0, 0, self.mtime)
+            ino = Node(EntryType.FILE, 0o755, 0, 0, self.mtime)
         else:
-            ino = Inode(EntryType.SYMLINK, 0o777, 0, 0, self.mtime)
+            ino = Node(EntryType.SYMLINK, 0o777, 0, 0, self.mtime)
             ino.linkname = kind
-        parent.children[parts[-1]] = Node(ino)
+        parent.children[parts[-1]] = ino
         parent.inode.mtime = self.mtime
 
     def resolve(self, path: bytes, limits: Limits) -> list[bytes]:
