@@ -4,7 +4,7 @@ Layers are applied in order onto an in-memory tree of METADATA only (names, mode
 times, link targets, and for regular files the Region of their data inside a verified,
 uncompressed layer tar). File contents are never held in memory: each emitted Entry's opener
 re-reads the bytes from the layer tar by offset. Memory therefore grows with the number of
-entries (about 0.3 KiB each), not with the image size.
+entries (about 0.35 KiB each: 500k entries peak at ~200 MiB RSS), not with the image size.
 
 The merge follows Docker's layer application (moby ``pkg/archive/diff.go`` ``UnpackLayer``):
 
