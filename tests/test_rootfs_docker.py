@@ -29,6 +29,7 @@ from imagegen import (
     have,
     layer_bytes,
     skopeo_oci,
+    tar_dir,
     write_docker_archive,
     write_layer,
 )
@@ -286,6 +287,7 @@ def built(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[
         make(d, tag)
         docker_save(tag, d / "save.tar")
         skopeo_oci(d / "save.tar", d / "oci", "img")
+        tar_dir(d / "oci", d / "oci.tar")
         docker_export(tag, d / "export.tar")
         out[name] = d
     yield out
@@ -299,6 +301,7 @@ def test_transports_agree_and_match_docker_export(built: dict[str, Path], name: 
         f"docker-daemon:eifbuild-test/{name}:1",
         f"docker-archive:{d / 'save.tar'}",
         f"oci:{d / 'oci'}:img",
+        f"oci-archive:{d / 'oci.tar'}:img",
     ]
     listings = []
     for ref in refs:
@@ -306,6 +309,7 @@ def test_transports_agree_and_match_docker_export(built: dict[str, Path], name: 
             listings.append(listing(flatten(image)))
     assert listings[0] == listings[1], "docker-daemon: and docker-archive: differ"
     assert listings[0] == listings[2], "docker-archive: and oci: (skopeo) differ"
+    assert listings[0] == listings[3], "docker-archive: and oci-archive: differ"
 
     with open_image(f"docker-archive:{d / 'save.tar'}") as image:
         ours = [entry_record(e) for e in docker_export_entries(image)]

@@ -200,7 +200,8 @@ def test_tampered_config_and_manifest(tmp_path: Path) -> None:
     ref = simple_oci(tmp_path / "oci", L0)
     index = json.loads((tmp_path / "oci/index.json").read_text())
     m_path = tmp_path / "oci/blobs/sha256" / index["manifests"][0]["digest"][7:]
-    m_path.write_bytes(m_path.read_bytes() + b" ")
+    raw = m_path.read_bytes()
+    m_path.write_bytes(raw.replace(b'"schemaVersion": 2', b'"schemaVersion": 3'))
     with pytest.raises(ImageSourceError, match=r"manifest sha256:[0-9a-f]{64}: digest mismatch"):
         open_image(ref)
 
@@ -247,7 +248,9 @@ def test_truncated_gzip_layer(tmp_path: Path) -> None:
     root = tmp_path / "oci"
     index = json.loads((root / "index.json").read_text())
     m_path = root / "blobs/sha256" / index["manifests"][0]["digest"][7:]
-    m_path.write_bytes(m_path.read_bytes().replace(blob.name.encode(), new_hex.encode()))
+    manifest = json.loads(m_path.read_bytes())
+    manifest["layers"][0].update(digest="sha256:" + new_hex, size=len(data))
+    m_path.write_bytes(json.dumps(manifest).encode())
     m_hex = hashlib.sha256(m_path.read_bytes()).hexdigest()
     index["manifests"][0]["digest"] = "sha256:" + m_hex
     index["manifests"][0]["size"] = m_path.stat().st_size
@@ -432,3 +435,14 @@ def test_docker_archive_symlinked_duplicate_layer(tmp_path: Path) -> None:
     with open_image(f"docker-archive:{out}") as image:
         assert image.layers[0].blob == image.layers[1].blob
         assert [e.path for e in flatten(image)] == [b"same"]
+
+
+def test_descriptor_size_must_match_blob(tmp_path: Path) -> None:
+    ref = simple_oci(tmp_path / "oci", L0)
+    blob = _layer_blob(tmp_path / "oci")
+    blob.write_bytes(blob.read_bytes() + bytes(512))
+    with pytest.raises(
+        ImageSourceError,
+        match=rf"layer 0: blob sha256:{blob.name} is \d+ bytes, descriptor says \d+",
+    ):
+        open_image(ref)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild.errors import ImageSourceError
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, check_digest_text, load_json
+from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region, check_digest_text, load_json
 from eifbuild.sources._store import DirStore, Store, TarStore
 from eifbuild.sources.image import Image, Layer, check_arch, diff_ids, normalize_arch, parse_config
 
@@ -31,6 +31,18 @@ LAYER_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 }
 _MAX_INDEX_DEPTH = 4
+
+
+def sized_blob(store: Store, desc: dict[str, Any], what: str) -> Region:
+    """The blob a descriptor names; its recorded size must match the stored one."""
+    digest = check_digest_text(desc.get("digest"), what)
+    region = store.blob(digest)
+    size = desc.get("size")
+    if size is not None and size != region.size:
+        raise ImageSourceError(
+            f"{what}: blob {digest} is {region.size} bytes, descriptor says {size}"
+        )
+    return region
 
 
 def _descriptors(doc: Any, what: str) -> list[dict[str, Any]]:
@@ -100,7 +112,7 @@ def resolve_manifest(
         d = _pick_platform(ds, arch, what, top)
         top = False
         digest = d["digest"]
-        doc = load_json(store.blob(digest), f"{what}: manifest {digest}", limits, digest)
+        doc = load_json(sized_blob(store, d, what), f"{what}: manifest {digest}", limits, digest)
         mt = doc.get("mediaType") if isinstance(doc, dict) else None
         if mt in INDEX_TYPES or (
             isinstance(doc, dict) and "manifests" in doc and "layers" not in doc
@@ -126,7 +138,8 @@ def image_from_manifest(
     if not isinstance(cfg_desc, dict):
         raise ImageSourceError(f"{what}: manifest has no config descriptor")
     cfg_digest = check_digest_text(cfg_desc.get("digest"), f"{what}: config descriptor")
-    cfg_doc = load_json(store.blob(cfg_digest), f"{what}: config {cfg_digest}", limits, cfg_digest)
+    cfg_region = sized_blob(store, cfg_desc, f"{what}: config")
+    cfg_doc = load_json(cfg_region, f"{what}: config {cfg_digest}", limits, cfg_digest)
     config = parse_config(cfg_doc, what)
     check_arch(config, arch, what)
     ids = diff_ids(cfg_doc, what)
@@ -143,7 +156,8 @@ def image_from_manifest(
         mt = str(desc.get("mediaType", ""))
         if mt and mt not in LAYER_TYPES:
             raise ImageSourceError(f"{what}: layer {i} ({digest}) has unsupported media type {mt}")
-        image.layers.append(Layer(i, store.blob(digest), digest, diff_id, mt, image))
+        blob = sized_blob(store, desc, f"{what}: layer {i}")
+        image.layers.append(Layer(i, blob, digest, diff_id, mt, image))
     image.input_digests = {
         "manifest": manifest_digest,
         "config": cfg_digest,
