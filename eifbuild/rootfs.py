@@ -169,7 +169,7 @@ class _LayerApplier:
         self.index = index
         self.label = label
         self.limits = limits
-        self.changed: list[Node] = []  # directories whose children this layer changed
+        self.changed: set[Node] = set()  # directories whose children this layer changed
 
     def fail(self, name: bytes, why: str) -> RootfsError:
         return RootfsError(f"{self.label}: entry {name!r}: {why}")
@@ -182,7 +182,7 @@ class _LayerApplier:
             if nxt is None:
                 nxt = new_dir(IMPLIED_DIR_MODE)
                 node.children[p] = nxt
-                self.changed.append(node)
+                self.changed.add(node)
             elif nxt.children is None:
                 kind = "a symlink" if nxt.inode.type is EntryType.SYMLINK else "not a directory"
                 raise self.fail(m.name, f"parent {b'/'.join(parts[:-1])!r} is {kind}")
@@ -215,7 +215,7 @@ class _LayerApplier:
         node = self.hardlink(m) if m.type is EntryType.HARDLINK else self.node(m)
         node.layer = self.index
         parent.children[base] = node
-        self.changed.append(parent)
+        self.changed.add(parent)
 
     def node(self, m: Member) -> Node:
         ino = Node(m.type, m.mode, m.uid, m.gid, m.mtime)
@@ -257,7 +257,7 @@ class _LayerApplier:
             gone = parent.children.pop(base[len(WHITEOUT) :], None)
             if gone is not None:
                 remove(gone)
-                self.changed.append(parent)
+                self.changed.add(parent)
 
     def prune(self, directory: Node) -> None:
         """Opaque directory: drop everything below it that this layer did not add."""
@@ -269,7 +269,7 @@ class _LayerApplier:
                 child = d.children[name]
                 if child.layer != self.index:
                     remove(d.children.pop(name))
-                    self.changed.append(d)
+                    self.changed.add(d)
                 elif child.children is not None:
                     stack.append(child)
 
@@ -283,13 +283,17 @@ def merge(image: Image, *, limits: Limits | None = None) -> Tree:
     """Apply all layers of ``image`` in order; return the merged tree."""
     lim = limits or image.limits or DEFAULT_LIMITS
     tree = Tree(new_dir())
-    left = lim.max_entries
+    total = 0
     for layer in image.layers:
         label = f"{image.reference}: {layer.label}"
         applier = _LayerApplier(tree, layer.index, label, lim)
         tree.paths.append(layer.tar().path)
-        for member in layer.members(max_entries=left):
-            left -= 1
+        for member in layer.members(max_entries=lim.max_entries):
+            total += 1
+            if total > lim.max_entries:
+                raise applier.fail(
+                    member.name, f"the image has more than {lim.max_entries} entries"
+                )
             applier.apply(member)
         applier.finish()
     return tree

@@ -323,3 +323,16 @@ def test_tar_gnu_format_long_names(tmp_path: Path) -> None:
     with open_image(f"oci:{root}:t") as image:
         got = by_path(list(flatten(image)))
     assert got[name.encode()].size == 3 and got[b"s"].linkname == b"t" * 150
+
+
+def test_entry_limit_counts_all_layers(tmp_path: Path) -> None:
+    from eifbuild.sources import Limits
+
+    ref = simple_oci(tmp_path / "oci", [E.file("a"), E.file("b")], [E.file("c"), E.file("d")])
+    with (
+        open_image(ref, limits=Limits(max_entries=3)) as image,
+        pytest.raises(
+            RootfsError, match=r"layer 1 .*entry b'd': the image has more than 3 entries"
+        ),
+    ):
+        list(flatten(image))
