@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "init": "init",
     "kernel": "kernel",
     "boot-test": "boot_test",
+    "diff": "diff",
+    "policy": "policy",
 }
 
 EPILOG = """exit codes:
