@@ -20,7 +20,7 @@ HELP = "explain why two EIFs' PCRs differ (inputs, cmdline, metadata, ramdisk en
 DESCRIPTION = """Compare two EIFs: PCR0/1/2/8 side by side; each measured input (kernel, cmdline,
 ramdisk i, signing certificate) with its SHA-384 and size, and which PCRs it feeds, so that
 "PCR2 changed because ramdisk 1 changed"; the cmdline tokens added/removed; metadata and
-header differences (not measured); and, for every ramdisk whose bytes differ, a per-entry
+file differences (not measured); and, for every ramdisk whose bytes differ, a per-entry
 diff of the two cpio archives: added, removed, changed entries (type, mode, uid, gid, mtime,
 size, content sha256, symlink target, rdev, position) and inode-only differences (inode
 number, nlink, dev, check). Paths are shown escaped (non-UTF-8 bytes as \\xNN, control
