@@ -39,13 +39,13 @@ def docker_host() -> Iterator[str]:
     if not host:
         ok = shutil.which("dockerd") is not None and os.geteuid() == 0
         require("docker", ok, "no DOCKER_HOST and cannot start dockerd (needs root + docker.io)")
-        out = subprocess.run(
-            [str(ROOT / "scripts" / "dockerd"), "start"], capture_output=True, text=True
-        )
+        script = str(ROOT / "scripts" / "dockerd")
+        # Stop the daemon at the end only if this session started it (another run may share it).
+        started = subprocess.run([script, "running"], check=False).returncode != 0
+        out = subprocess.run([script, "start"], capture_output=True, text=True)
         require("docker", out.returncode == 0, out.stderr.strip()[-500:])
         host = out.stdout.strip()
         os.environ["DOCKER_HOST"] = host
-        started = True
     yield host
     if started:
         subprocess.run([str(ROOT / "scripts" / "dockerd"), "stop"], check=False)
