@@ -9,6 +9,11 @@ File names (spec ``nitro-cli-layout.md`` §2, §11): ``bzImage`` (x86_64) or ``I
 by the *host* architecture; eifbuild chooses it by the *image* architecture, so a build for the
 other architecture needs that architecture's blobs either way. A missing ``nsm.ko`` means the
 kernel has NSM built in: the bootstrap ramdisk then holds only ``dev`` and ``init``.
+
+Before use, every blob is checked (:mod:`eifbuild.elfcheck`): the kernel must be a bzImage /
+arm64 ``Image``, the init a static ELF executable for the architecture, and each module
+(``nsm.ko`` or the ``modules_load_order`` list) must carry the kernel's release in its vermagic.
+A bad blob is a :class:`BlobsError` at build time, not an enclave that fails to boot.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from eifbuild.elfcheck import check_init, check_kernel, check_module, kernel_release
 from eifbuild.errors import BlobsError
 
 KERNEL_NAMES = {"x86_64": "bzImage", "aarch64": "Image"}
@@ -146,7 +152,21 @@ def resolve_blobs(
     elif not no_nsm and (base / "nsm.ko").exists():
         nsm_path = _regular_file(base / "nsm.ko", "nsm.ko")
     modules = read_modules(base) if need_dir or blobs_dir is not None else ()
-    return Blobs(arch, kpath, cfg, cmd, init_path, nsm_path, source, modules)
+    blobs = Blobs(arch, kpath, cfg, cmd, init_path, nsm_path, source, modules)
+    check_blobs(blobs)
+    return blobs
+
+
+def check_blobs(blobs: Blobs) -> None:
+    """Refuse a kernel, init or module that cannot work together in the enclave."""
+    check_kernel(blobs.kernel, blobs.arch)
+    check_init(blobs.init, blobs.arch)
+    # The bootstrap ramdisk carries the module list when there is one, else nsm.ko.
+    kos = blobs.modules or (() if blobs.nsm is None else (blobs.nsm,))
+    if kos:
+        release = kernel_release(blobs.kernel, blobs.arch)
+        for ko in kos:
+            check_module(ko, release, blobs.arch)
 
 
 MODULES_FILE = "modules_load_order"

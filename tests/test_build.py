@@ -204,7 +204,7 @@ def test_json_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         out.read_bytes()
     )
     assert rec["inputs"]["kernel_sha384"] == h.sha384((blobs / "bzImage").read_bytes()).hexdigest()
-    assert rec["inputs"]["init_sha384"] == h.sha384(b"INIT").hexdigest()
+    assert rec["inputs"]["init_sha384"] == h.sha384((blobs / "init").read_bytes()).hexdigest()
     assert rec["eif"]["sha384"] == h.sha384(out.read_bytes()).hexdigest()
     assert (rec["cmd"], rec["env"]) == (["/bin/app", "x"], ["A=1"])
     assert rec["build_tool"]["name"] == "eifbuild"

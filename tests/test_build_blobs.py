@@ -8,6 +8,7 @@ import pytest
 
 from eifbuild.blobs import resolve_blobs, trim_cmdline
 from eifbuild.errors import BlobsError
+from tests import blobgen
 
 X86_CMDLINE = (
     "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux "
@@ -15,16 +16,24 @@ X86_CMDLINE = (
 )
 
 
+RELEASE = "4.14.256-209.484.amzn2.x86_64"
+
+
 def make_blobs(d: Path, kernel: str = "bzImage", nsm: bool = True) -> Path:
+    """A nitro-cli style blobs directory of stand-ins that pass eifbuild.elfcheck."""
+    arch = "x86_64" if kernel == "bzImage" else "aarch64"
     d.mkdir(parents=True, exist_ok=True)
-    (d / kernel).write_bytes(b"KERNEL")
+    if arch == "x86_64":
+        (d / kernel).write_bytes(blobgen.bzimage(f"{RELEASE} (mockbuild@test) #1 SMP"))
+    else:
+        (d / kernel).write_bytes(blobgen.arm64_image(RELEASE))
     (d / f"{kernel}.config").write_text(
-        "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 4.14.256-209.484.amzn2.x86_64 Kernel Configuration\n"
+        f"#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 {RELEASE} Kernel Configuration\n"
     )
     (d / "cmdline").write_bytes(X86_CMDLINE.encode() + b"\n")
-    (d / "init").write_bytes(b"INIT")
+    (d / "init").write_bytes(blobgen.static_exe(arch))
     if nsm:
-        (d / "nsm.ko").write_bytes(b"NSM.KO")
+        (d / "nsm.ko").write_bytes(blobgen.kernel_module(f"{RELEASE} SMP mod_unload ", arch))
     return d
 
 
@@ -56,7 +65,7 @@ def test_arm64_uses_Image_and_env_var(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_overrides_win(tmp_path: Path) -> None:
     d = make_blobs(tmp_path / "d")
     k = tmp_path / "other"
-    k.write_bytes(b"K2")
+    k.write_bytes(blobgen.bzimage("6.12.95 (other) #2"))
     b = resolve_blobs(
         "x86_64",
         blobs_dir=d,
@@ -91,7 +100,7 @@ def test_bad_arch_and_dir(tmp_path: Path) -> None:
 def test_modules_load_order(tmp_path: Path) -> None:
     make_blobs(tmp_path, nsm=False)
     for n in ("virtio_mmio.ko", "nsm.ko"):
-        (tmp_path / n).write_bytes(n.encode())
+        (tmp_path / n).write_bytes(blobgen.kernel_module(f"{RELEASE} SMP mod_unload "))
     (tmp_path / "modules_load_order").write_text("virtio_mmio.ko\n\nnsm.ko\n")
     b = resolve_blobs("amd64", blobs_dir=tmp_path)
     assert [m.name for m in b.modules] == ["virtio_mmio.ko", "nsm.ko"]
@@ -100,4 +109,69 @@ def test_modules_load_order(tmp_path: Path) -> None:
         resolve_blobs("amd64", blobs_dir=tmp_path)
     (tmp_path / "modules_load_order").write_text("missing.ko\n")
     with pytest.raises(BlobsError, match=r"missing\.ko"):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
+
+
+# --- ELF checks before use (eifbuild.elfcheck) -------------------------------------------------
+
+
+def test_dynamic_init_is_refused(tmp_path: Path) -> None:
+    make_blobs(tmp_path)
+    (tmp_path / "init").write_bytes(blobgen.static_exe(interp=b"/lib64/ld-linux-x86-64.so.2"))
+    with pytest.raises(BlobsError, match=r"init .*init is dynamically linked"):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
+
+
+def test_wrong_arch_init_is_refused(tmp_path: Path) -> None:
+    make_blobs(tmp_path)
+    (tmp_path / "init").write_bytes(blobgen.static_exe("aarch64"))
+    with pytest.raises(BlobsError, match="built for aarch64, not x86_64"):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
+    # ... also when it comes from --init
+    good = make_blobs(tmp_path / "good")
+    with pytest.raises(BlobsError, match="built for aarch64"):
+        resolve_blobs("amd64", blobs_dir=good, init=tmp_path / "init")
+
+
+def test_non_elf_init_is_refused(tmp_path: Path) -> None:
+    make_blobs(tmp_path)
+    (tmp_path / "init").write_bytes(b"#!/bin/sh\nexec /bin/app\n")
+    with pytest.raises(BlobsError, match="not an ELF file"):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
+
+
+def test_nsm_for_another_kernel_is_refused(tmp_path: Path) -> None:
+    make_blobs(tmp_path)
+    (tmp_path / "nsm.ko").write_bytes(blobgen.kernel_module("6.1.0-56-cloud-amd64 SMP mod_unload "))
+    with pytest.raises(
+        BlobsError, match=rf"built for kernel '6\.1\.0-56-cloud-amd64'.*'{RELEASE}'"
+    ):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
+    # --no-nsm (kernel with NSM built in) skips the module and its check
+    assert resolve_blobs("amd64", blobs_dir=tmp_path, no_nsm=True).nsm is None
+
+
+def test_listed_module_for_another_kernel_is_refused(tmp_path: Path) -> None:
+    make_blobs(tmp_path, nsm=False)
+    (tmp_path / "virtio_mmio.ko").write_bytes(blobgen.kernel_module(f"{RELEASE} SMP "))
+    (tmp_path / "nsm.ko").write_bytes(blobgen.kernel_module("6.12.95 SMP "))
+    (tmp_path / "modules_load_order").write_text("virtio_mmio.ko\nnsm.ko\n")
+    with pytest.raises(BlobsError, match=r"nsm\.ko was built for kernel '6\.12\.95'"):
+        resolve_blobs("amd64", blobs_dir=tmp_path)
+
+
+def test_arm64_module_vermagic_against_image_banner(tmp_path: Path) -> None:
+    make_blobs(tmp_path, kernel="Image", nsm=False)
+    ko = tmp_path / "nsm.ko"
+    ko.write_bytes(blobgen.kernel_module(f"{RELEASE} SMP ", "aarch64"))
+    assert resolve_blobs("arm64", blobs_dir=tmp_path).nsm == ko
+    ko.write_bytes(blobgen.kernel_module("5.10.0 SMP ", "aarch64"))
+    with pytest.raises(BlobsError, match=r"built for kernel '5\.10\.0'"):
+        resolve_blobs("arm64", blobs_dir=tmp_path)
+
+
+def test_non_kernel_is_refused(tmp_path: Path) -> None:
+    make_blobs(tmp_path)
+    (tmp_path / "bzImage").write_bytes(b"KERNEL")
+    with pytest.raises(BlobsError, match="not an x86 bzImage"):
         resolve_blobs("amd64", blobs_dir=tmp_path)
