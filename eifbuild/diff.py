@@ -17,11 +17,13 @@ returns plain data (dicts/lists with sorted, deterministic order); rendering liv
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import difflib
 import hashlib
 import io
 import json
 import stat
+import struct
 import unicodedata
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -132,12 +134,12 @@ class EntryInfo:
 
 
 def read_entries(fh: BinaryIO, limits: Limits = DIFF_LIMITS) -> Iterator[EntryInfo]:
-    """Entries of a newc archive in archive order, file contents hashed while streaming."""
+    """Entries of a newc archive in archive order, file contents hashed while streaming.
+
+    ``key`` is the bare name here; :func:`diff_entries` numbers repeated names.
+    """
     reader = NewcReader(fh, limits)
-    seen: dict[bytes, int] = {}
     for pos, h in enumerate(reader):
-        n = seen.get(h.name, 0)
-        seen[h.name] = n + 1
         digest = target = None
         if h.ftype == S_IFREG:
             sha = hashlib.sha256()
@@ -147,7 +149,7 @@ def read_entries(fh: BinaryIO, limits: Limits = DIFF_LIMITS) -> Iterator[EntryIn
         elif h.ftype == S_IFLNK:
             target = reader.read_small(limits.max_symlink)
         yield EntryInfo(
-            key=h.name if n == 0 else h.name + b"\0" + str(n).encode(),
+            key=h.name,
             name=h.name,
             position=pos,
             ino=h.ino,
@@ -215,10 +217,10 @@ def _attr_changes(a: EntryInfo, b: EntryInfo, names: Iterable[str]) -> dict[str,
     return out
 
 
-def _moved(seq: array[int]) -> set[int]:
+def _moved(seq: array[int]) -> list[int]:
     """Indexes into ``seq`` outside one longest increasing subsequence (the moved entries)."""
-    tails: list[int] = []  # tails[k]: smallest last value of an increasing run of length k+1
-    tail_idx: list[int] = []
+    tails = array("q")  # tails[k]: smallest last value of an increasing run of length k+1
+    tail_idx = array("q")
     prev = array("q", [-1]) * len(seq)
     for i, v in enumerate(seq):
         k = bisect.bisect_left(tails, v)
@@ -229,16 +231,84 @@ def _moved(seq: array[int]) -> set[int]:
             tails[k] = v
             tail_idx[k] = i
         prev[i] = tail_idx[k - 1] if k else -1
-    keep: set[int] = set()
+    keep = bytearray(len(seq))
     i = tail_idx[-1] if tail_idx else -1
     while i >= 0:
-        keep.add(i)
+        keep[i] = 1
         i = prev[i]
-    return set(range(len(seq))) - keep
+    return [i for i, kept in enumerate(keep) if not kept]
+
+
+# One kept entry of the first archive, packed: 13 header numbers, key length, payload kind,
+# then the key and the SHA-256 (kind 1) or symlink target (kind 2). About 100 bytes + name.
+_PACK = struct.Struct("<13IHB")
+
+
+def _pack(e: EntryInfo) -> bytes:
+    kind, payload = (1, e.sha256) if e.sha256 is not None else (0, b"")
+    if e.target is not None:
+        kind, payload = 2, e.target
+    head = _PACK.pack(
+        e.position, e.ino, e.mode, e.uid, e.gid, e.nlink, e.mtime, e.size,
+        *e.rdev, *e.dev, e.check, len(e.key), kind,
+    )  # fmt: skip
+    return head + e.key + payload
+
+
+def _unpack(raw: bytes) -> EntryInfo:
+    v = _PACK.unpack_from(raw)
+    key = raw[_PACK.size : _PACK.size + v[13]]
+    payload = raw[_PACK.size + v[13] :]
+    return EntryInfo(
+        key=key,
+        name=key.partition(b"\0")[0],
+        position=v[0], ino=v[1], mode=v[2], uid=v[3], gid=v[4], nlink=v[5], mtime=v[6],
+        size=v[7], rdev=(v[8], v[9]), dev=(v[10], v[11]), check=v[12],
+        sha256=payload if v[14] == 1 else None,
+        target=payload if v[14] == 2 else None,
+    )  # fmt: skip
+
+
+class _Keys:
+    """Numbers repeated names: the n-th repeat of ``name`` gets key ``name\\0<n>``.
+
+    ``seen(name)`` tells whether the name occurred before in this archive; only names that
+    do repeat get a counter, so memory follows the number of repeats.
+    """
+
+    def __init__(self) -> None:
+        self.repeats: dict[bytes, int] = {}
+
+    def key(self, name: bytes, seen: bool) -> bytes:
+        if not seen:
+            return name
+        n = self.repeats.get(name, 0) + 1
+        self.repeats[name] = n
+        return name + b"\0" + str(n).encode()
+
+
+@dataclass
+class _Matcher:
+    """The first archive, packed and indexed by key, and which of its entries were matched."""
+
+    packed: list[bytes] = field(default_factory=list)
+    index: dict[bytes, int] = field(default_factory=dict)
+    matched: bytearray = field(default_factory=bytearray)
+
+    def load(self, entries: Iterable[EntryInfo]) -> None:
+        keys = _Keys()
+        for e in entries:
+            key = keys.key(e.name, e.name in self.index)
+            self.index[key] = len(self.packed)
+            self.packed.append(_pack(dataclasses.replace(e, key=key)))
+        self.matched = bytearray(len(self.packed))
+
+    def entry(self, i: int) -> EntryInfo:
+        return _unpack(self.packed[i])
 
 
 def diff_entries(a: Iterable[EntryInfo], b: Iterable[EntryInfo]) -> ArchiveDiff:
-    """Compare two entry streams; only ``a``'s records are kept while ``b`` streams past.
+    """Compare two entry streams; only ``a`` is kept (packed) while ``b`` streams past.
 
     Entries are matched by name (the n-th repeat of a name with the n-th repeat). A matched
     entry is *changed* when a content attribute differs or when it moved relative to the
@@ -246,32 +316,34 @@ def diff_entries(a: Iterable[EntryInfo], b: Iterable[EntryInfo]) -> ArchiveDiff:
     inode number, link count, device or checksum fields differ.
     """
     result = ArchiveDiff()
-    a_list = list(a)
-    result.entries_a = len(a_list)
-    index = {e.key: i for i, e in enumerate(a_list)}
-    matched = bytearray(len(a_list))
-    a_pos, b_pos = array("q"), array("q")  # a_list index / b position of matches, b order
-    pending: dict[int, dict[str, tuple[Any, Any]]] = {}  # index in a_list -> changes
+    m = _Matcher()
+    m.load(a)
+    result.entries_a = len(m.packed)
+    keys_b, added_names = _Keys(), set()
+    a_pos, b_pos = array("q"), array("q")  # packed index / b position of matches, b order
+    pending: dict[int, dict[str, tuple[Any, Any]]] = {}  # packed index -> changes
     for eb in b:
         result.entries_b += 1
-        pa = index.get(eb.key)
-        if pa is None:
+        first = m.index.get(eb.name)
+        seen = eb.name in added_names if first is None else bool(m.matched[first])
+        eb = dataclasses.replace(eb, key=keys_b.key(eb.name, seen))
+        pa = m.index.get(eb.key)
+        if pa is None or m.matched[pa]:
+            added_names.add(eb.name)
             result.added.append(eb)
             continue
-        matched[pa] = 1
-        ea = a_list[pa]
-        changes = _attr_changes(ea, eb, CONTENT_ATTRS + INODE_ATTRS)
+        m.matched[pa] = 1
+        changes = _attr_changes(m.entry(pa), eb, CONTENT_ATTRS + INODE_ATTRS)
         if changes:
             pending[pa] = changes
         a_pos.append(pa)
         b_pos.append(eb.position)
-    del index
     for i in _moved(a_pos):
         pa = a_pos[i]
-        pending.setdefault(pa, {})["position"] = (a_list[pa].position, b_pos[i])
-    result.removed = [e for i, e in enumerate(a_list) if not matched[i]]
+        pending.setdefault(pa, {})["position"] = (m.entry(pa).position, b_pos[i])
+    result.removed = [m.entry(i) for i, hit in enumerate(m.matched) if not hit]
     for pa, changes in pending.items():
-        ea = a_list[pa]
+        ea = m.entry(pa)
         change = EntryChange(safe_text(ea.name) + _occ_suffix(ea), ea.key, changes)
         if set(changes) <= set(INODE_ATTRS):
             result.inode_only.append(change)

@@ -1,0 +1,113 @@
+"""Benchmark: ``eifbuild diff`` time and peak RSS against entry count and content size.
+
+    .venv/bin/python benchmarks/bench_diff.py [--entries 200000] [--big-mib 512] [--dir DIR]
+
+Writes pairs of EIFs whose application ramdisk holds ``--entries`` small files (1% of them
+changed, 1% added, 1% removed between A and B) and one large file (``--big-mib`` MiB,
+streamed from a generator, changed in its last byte), then runs ``diff_eifs`` on each pair
+in a fresh subprocess and reports wall time and the child's peak RSS (``ru_maxrss``).
+Two shapes: entries only, and entries + the large file; a third run with a tenth of the
+entries shows how memory scales with entry count, not with content size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+MIB = 1 << 20
+
+
+def _big(total: int, last: bytes) -> Iterator[bytes]:
+    block = hashlib.shake_256(b"big").digest(MIB)
+    for start in range(0, total, MIB):
+        n = min(MIB, total - start)
+        yield block[:n] if start + n < total else block[: n - 1] + last
+
+
+def make_pair(root: Path, entries: int, big_mib: int) -> tuple[Path, Path]:
+    from eifbuild.cpio import Member, newc_stream
+    from eifbuild.eif.metadata import encode_metadata
+    from eifbuild.eif.writer import write_eif
+
+    meta = encode_metadata("b", "1", "1970-01-01T00:00:00+00:00", "bench", "0", "Linux", "k")
+    boot = b"".join(newc_stream([Member(b"init", stat.S_IFREG, 0o755, data=b"INIT")]))
+
+    def members(side: str) -> Iterator[Member]:
+        yield Member(b"rootfs", stat.S_IFDIR, 0o755)
+        for i in range(entries):
+            if side == "a" and i % 100 == 1:
+                continue  # added in b
+            if side == "b" and i % 100 == 2:
+                continue  # removed in b
+            data = b"%d" % i + (b"!" if side == "b" and i % 100 == 3 else b"")
+            yield Member(b"rootfs/d%03d/f%07d" % (i % 997, i), stat.S_IFREG, 0o644, data=data)
+        if big_mib:
+            size = big_mib * MIB
+            yield Member(
+                b"rootfs/big", stat.S_IFREG, 0o644, size=size,
+                opener=lambda: _big(size, side.encode()),
+            )  # fmt: skip
+
+    out = []
+    for side in ("a", "b"):
+        path = root / f"{side}-{entries}-{big_mib}.eif"
+        write_eif(
+            path, kernel=b"K" * 4096, cmdline="console=ttyS0", metadata=meta,
+            ramdisks=[boot, lambda side=side: newc_stream(members(side))],
+        )  # fmt: skip
+        out.append(path)
+    return out[0], out[1]
+
+
+def child(a: str, b: str) -> None:
+    from eifbuild.diff import diff_eifs
+
+    t0 = time.perf_counter()
+    doc = diff_eifs(a, b)
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    summary = doc["ramdisks"][0]["summary"]
+    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mib": round(rss / 1024, 1), **summary}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entries", type=int, default=200_000)
+    ap.add_argument("--big-mib", type=int, default=512)
+    ap.add_argument("--dir", type=Path)
+    ap.add_argument("--child", nargs=2)
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        shapes = [(args.entries, 0), (args.entries, args.big_mib), (args.entries // 10, 0)]
+        for entries, big in shapes:
+            a, b = make_pair(Path(tmp), entries, big)
+            size = a.stat().st_size
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(a), str(b)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            res = json.loads(out.stdout)
+            print(
+                f"entries={entries:>8} big={big:>5} MiB eif={size / MIB:8.1f} MiB: "
+                f"{res['seconds']:7.2f} s, peak RSS {res['peak_rss_mib']:7.1f} MiB, "
+                f"+{res['added']} -{res['removed']} ~{res['changed']} i{res['inode_only']}"
+            )
+            a.unlink()
+            b.unlink()
+
+
+if __name__ == "__main__":
+    main()
