@@ -160,24 +160,12 @@ def _metadata(req: BuildRequest, image: Any, blobs: Blobs) -> bytes:
     )
 
 
-def _missing_workdir(tree: Any, working_dir: str) -> bool:
-    parts = [
-        p
-        for p in working_dir.encode("utf-8", "surrogateescape").split(b"/")
-        if p not in (b"", b".")
-    ]
-    return bool(parts) and tree.lookup(parts) is None
-
-
 def _export(image: Any, warnings: list[str]) -> tuple[Iterator[Entry], bool]:
-    """docker export emulation (eifbuild.rootfs); True when WorkingDir had to be created."""
-    from eifbuild import rootfs
+    """The docker export view (eifbuild.rootfs); True when WorkingDir had to be created."""
+    from eifbuild.rootfs import docker_export
 
-    tree = rootfs.merge(image, limits=image.limits)
-    wd = image.config.working_dir or ""
-    missing = _missing_workdir(tree, wd)
-    rootfs.add_init_layer(tree, wd, limits=image.limits)
-    return rootfs.walk(tree, warnings.append), missing
+    view = docker_export(image, limits=image.limits, warn=warnings.append)
+    return view.entries, view.created_workdir
 
 
 def build(req: BuildRequest) -> BuildReport:

@@ -386,6 +386,7 @@ class _Mutator:
     def __init__(self, tree: Tree, mtime: int) -> None:
         self.tree = tree
         self.mtime = mtime
+        self.created = False
 
     def unlink(self, parts: list[bytes]) -> None:
         """Remove a non-directory at ``parts`` (like unlink(2); directories stay)."""
@@ -398,7 +399,10 @@ class _Mutator:
             parent.inode.mtime = self.mtime
 
     def mkdir_all(self, parts: list[bytes]) -> Node:
-        """MkdirAllAndChownNew(path, 0755, root): only new directories get mode and owner."""
+        """MkdirAllAndChownNew(path, 0755, root): only new directories get mode and owner.
+
+        Sets :attr:`created` when a directory had to be made.
+        """
         node = self.tree.root
         for i, p in enumerate(parts):
             assert node.children is not None
@@ -407,6 +411,7 @@ class _Mutator:
                 nxt = new_dir(mtime=self.mtime)
                 node.children[p] = nxt
                 node.inode.mtime = self.mtime
+                self.created = True
             elif nxt.children is None:
                 raise RootfsError(
                     f"cannot create {b'/'.join(parts).decode(errors='replace')}: "
@@ -459,8 +464,14 @@ def add_init_layer(
     *,
     mtime: int = WALLCLOCK_MTIME,
     limits: Limits = DEFAULT_LIMITS,
-) -> None:
-    """What ``docker create`` adds: Docker's init layer, then a missing WorkingDir."""
+) -> bool:
+    """What ``docker create`` adds: Docker's init layer, then a missing WorkingDir.
+
+    The WorkingDir is resolved inside the rootfs as Docker does (symlinks followed, ``..``
+    clamped at the root), after the init layer. Returns True when (part of) the WorkingDir did
+    not exist and was created: Docker stamps it with the wall clock, so that is the one place
+    where the export cannot be reproduced exactly.
+    """
     mut = _Mutator(tree, mtime)
     for path, kind in INIT_LAYER:
         parts = path.split(b"/")
@@ -468,15 +479,46 @@ def add_init_layer(
             mut.unlink(parts[:i])
         if tree.lookup(parts) is None:
             mut.create(parts, kind)
-    if working_dir:
-        parts = mut.resolve(working_dir.encode("utf-8", "surrogateescape"), limits)
-        if parts:
-            try:
-                mut.mkdir_all(parts)
-            except RootfsError:
-                raise RootfsError(
-                    f"WorkingDir {working_dir!r}: not a directory in the image"
-                ) from None
+    if not working_dir:
+        return False
+    parts = mut.resolve(working_dir.encode("utf-8", "surrogateescape"), limits)
+    mut.created = False
+    if parts:
+        try:
+            mut.mkdir_all(parts)
+        except RootfsError:
+            raise RootfsError(f"WorkingDir {working_dir!r}: not a directory in the image") from None
+    return mut.created
+
+
+@dataclass
+class Export:
+    """The ``docker export`` view: entries in export order, and whether WorkingDir was made."""
+
+    entries: Iterator[Entry]
+    created_workdir: bool
+
+
+def docker_export(
+    image: Image,
+    *,
+    limits: Limits | None = None,
+    warn: Warn | None = None,
+    mtime: int = WALLCLOCK_MTIME,
+) -> Export:
+    """What ``docker export`` of a container created from ``image`` contains.
+
+    The merged rootfs plus Docker's init layer (``dev/pts``, ``dev/shm``, ``proc``, ``sys``;
+    empty 0755 root files ``.dockerenv``, ``etc/resolv.conf``, ``etc/hosts``, ``etc/hostname``,
+    ``dev/console``, which replace the image's own; ``etc/mtab`` -> ``/proc/mounts``) and a
+    missing ``WorkingDir`` (0755 root). Existing directories keep their mode and owner. Every
+    time Docker takes from the wall clock is ``mtime`` (default :data:`WALLCLOCK_MTIME`).
+    This is the ONE export code path: ``eifbuild rootfs --export`` and ``eifbuild build`` use it.
+    """
+    lim = limits or image.limits or DEFAULT_LIMITS
+    tree = merge(image, limits=lim)
+    created = add_init_layer(tree, image.config.working_dir, mtime=mtime, limits=lim)
+    return Export(walk(tree, warn), created)
 
 
 def docker_export_entries(
@@ -486,15 +528,5 @@ def docker_export_entries(
     warn: Warn | None = None,
     mtime: int = WALLCLOCK_MTIME,
 ) -> Iterator[Entry]:
-    """What ``docker export`` of a container created from ``image`` contains.
-
-    The merged rootfs plus Docker's init layer (``dev/pts``, ``dev/shm``, ``proc``, ``sys``;
-    empty 0755 root files ``.dockerenv``, ``etc/resolv.conf``, ``etc/hosts``, ``etc/hostname``,
-    ``dev/console``, which replace the image's own; ``etc/mtab`` -> ``/proc/mounts``) and a
-    missing ``WorkingDir`` (0755 root). Existing directories keep their mode and owner. Every
-    time Docker takes from the wall clock is ``mtime`` (default :data:`WALLCLOCK_MTIME`).
-    """
-    lim = limits or image.limits
-    tree = merge(image, limits=lim)
-    add_init_layer(tree, image.config.working_dir, mtime=mtime, limits=lim)
-    return walk(tree, warn)
+    """The entries of :func:`docker_export`."""
+    return docker_export(image, limits=limits, warn=warn, mtime=mtime).entries

@@ -14,6 +14,7 @@ import pytest
 from eifbuild.cli import main
 from tests.conftest import require
 from tests.cpio_ref import check_gocpio_invariants, parse
+from tests.imagegen import E, simple_oci
 from tests.test_build_blobs import X86_CMDLINE, make_blobs
 
 SDE = "1700000000"
@@ -236,3 +237,31 @@ def test_image_without_cmd_or_entrypoint_fails_cleanly(
     rc, stdout, err = run_cli(["build", ref, "--blobs", str(blobs), "-o", str(out)], capsys)
     assert rc == 1 and stdout == "" and "Cmd" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("layer", "workdir", "warned"),
+    [
+        ([E.dir("srv"), E.symlink("app", "/srv/new")], "/app", True),  # link to nothing
+        ([E.dir("srv"), E.dir("srv/real"), E.symlink("app", "/srv/real")], "/app", False),
+        ([E.dir("srv"), E.dir("srv/real"), E.symlink("app", "srv/real")], "/app/sub", True),
+        ([E.dir("srv")], "/proc", False),  # the init layer makes it, not the WorkingDir
+    ],
+)
+def test_missing_workdir_warning_follows_symlinks(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    layer: list[E],
+    workdir: str,
+    warned: bool,
+) -> None:
+    blobs = make_blobs(tmp_path / "blobs")
+    ref = simple_oci(tmp_path / "img", layer, config={"Cmd": ["/x"], "WorkingDir": workdir})
+    out = tmp_path / "o.eif"
+    rc, stdout, err = run_cli(
+        ["build", ref, "--blobs", str(blobs), "-o", str(out), "--json"], capsys
+    )
+    assert rc == 0, err
+    rec = json.loads(stdout)
+    assert ("parity_exceptions" in rec) is warned
+    assert any("is missing from the image" in w for w in rec["warnings"]) is warned

@@ -12,7 +12,13 @@ from imagegen import E, simple_oci
 
 from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
-from eifbuild.rootfs import IMPLIED_DIR_MODE, WALLCLOCK_MTIME, docker_export_entries, flatten
+from eifbuild.rootfs import (
+    IMPLIED_DIR_MODE,
+    WALLCLOCK_MTIME,
+    docker_export,
+    docker_export_entries,
+    flatten,
+)
 from eifbuild.sources import open_image
 
 T = 1_600_000_000
@@ -249,6 +255,33 @@ def test_working_dir_follows_symlinks_in_scope_and_refuses_files(tmp_path: Path)
             export=True,
             config={"Cmd": ["x"], "WorkingDir": "/app"},
         )
+
+
+@pytest.mark.parametrize(
+    ("layer", "workdir", "created"),
+    [
+        ([E.dir("srv"), E.dir("srv/real"), E.symlink("app", "/srv/real")], "/app", False),
+        ([E.dir("srv"), E.dir("srv/real"), E.symlink("app", "srv/real")], "/app/", False),
+        ([E.dir("srv"), E.dir("srv/real"), E.symlink("app", "../srv/real")], "/app/.", False),
+        ([E.dir("srv"), E.symlink("app", "/srv/new")], "/app", True),
+        ([E.dir("srv"), E.dir("srv/real"), E.symlink("app", "/srv/real")], "/app/x", True),
+        ([E.dir("srv")], "/srv/../srv", False),
+        ([E.dir("srv")], "/proc", False),  # made by the init layer, not as the WorkingDir
+        ([E.dir("srv")], "/", False),
+        ([E.dir("srv")], "/work", True),
+    ],
+)
+def test_created_workdir_is_judged_after_symlink_resolution(
+    tmp_path: Path, layer: list[E], workdir: str, created: bool
+) -> None:
+    ref = simple_oci(tmp_path / "oci", layer, config={"Cmd": ["x"], "WorkingDir": workdir})
+    with open_image(ref) as image:
+        view = docker_export(image)
+        names = [e.path for e in view.entries]
+    assert view.created_workdir is created
+    if not created:  # nothing but the init layer was added
+        init = (b"dev", b"proc", b"sys", b"etc", b".dockerenv")
+        assert [n for n in names if not n.startswith(init)] == sorted(e.name for e in layer)
 
 
 # --- hostile layers ------------------------------------------------------------------------
