@@ -36,6 +36,7 @@ class VerifyReport:
     checks: list[Check] = field(default_factory=list)
     measurements: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # tolerated, do not fail the EIF
 
     @property
     def ok(self) -> bool:
@@ -54,6 +55,7 @@ class VerifyReport:
             **self.info,
             "Measurements": self.measurements,
             "Checks": [{"Name": c.name, "Ok": c.ok, "Detail": c.detail} for c in self.checks],
+            "Warnings": list(self.warnings),
         }
 
     def as_text(self) -> str:
@@ -62,6 +64,7 @@ class VerifyReport:
             lines.append(f"  {key}: {value}")
         for c in self.checks:
             lines.append(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<12} {c.detail}")
+        lines.extend(f"warn  {w}" for w in self.warnings)
         for key, value in self.measurements.items():
             if key.startswith("PCR"):
                 lines.append(f"  {key} {value}")
@@ -210,7 +213,11 @@ def verify_eif(
     with reader:
         n = len(reader.sections)
         report.info = {"EifVersion": reader.version, "Arch": reader.arch.value, "Sections": n}
-        report.add("structure", True, f"{n} sections, contiguous, header tables consistent")
+        report.warnings.extend(reader.warnings)
+        detail = (
+            "header tables consistent" if not reader.warnings else "stale header entry tolerated"
+        )
+        report.add("structure", True, f"{n} sections, contiguous, {detail}")
         try:
             entries = reader.signature_entries()
             scan = reader.scan(progress)

@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     cose = read_small_file(args.signature, "signature", MAX_COSE)
     check_certificate(cert_pem, cert_name, allow_expired=args.allow_expired)
     with EifReader(args.eif) as reader:
+        for warning in reader.warnings:
+            info(f"warning: {warning}")
         total = sum(s.size for s in reader.sections)
 
     def attach(pcr0_raw: bytes) -> bytes:

@@ -93,6 +93,8 @@ def extract_sections(reader: EifReader, outdir: Path, force: bool = False) -> li
 def run(args: argparse.Namespace) -> int:
     outdir = Path(args.dir)
     with EifReader(args.eif) as reader:
+        for warning in reader.warnings:
+            info(f"warning: {warning}")
         records = extract_sections(reader, outdir, args.force)
     if getattr(args, "unpack", False):
         from eifbuild.unpack import unpack_extracted

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from eifbuild.sign.cose import pcr_info
 
     with EifReader(args.eif) as reader:
+        for warning in reader.warnings:
+            info(f"warning: {warning}")
         total = sum(s.size for s in reader.sections)
         with progress(total=total, desc="Measuring") as bar:
             scan = reader.scan(progress=bar.update)

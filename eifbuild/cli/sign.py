@@ -13,7 +13,9 @@ HELP = "sign an existing EIF (or replace its signature); PCR0/1/2 stay the same"
 DESCRIPTION = (
     "Sign EIF with a PEM EC key or an AWS KMS key and print its measurements (with PCR8).\n"
     "An existing signature is replaced; the header's section sizes and CRC are rewritten\n"
-    "correctly. The result is written atomically to --output, or over EIF itself."
+    "correctly. The result is written atomically to --output, or over EIF itself.\n"
+    "An EIF re-signed by `nitro-cli sign-eif` (its header keeps the old signature's size) is\n"
+    "accepted with a warning, and the output gets a corrected header."
 )
 
 
@@ -32,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     signer = make_signer(args)  # validates key, certificate and KMS access before writing
     assert signer is not None
     with EifReader(args.eif) as reader:
+        for warning in reader.warnings:
+            info(f"warning: {warning}")
         total = sum(s.size for s in reader.sections)
     out = args.output or args.eif
     with progress(total=2 * total, desc="Signing") as bar:

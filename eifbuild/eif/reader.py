@@ -5,6 +5,13 @@ version (3 or 4), reserved header bits, section count (<= 32), every offset and 
 the file size, the section headers against the header tables, contiguity from offset 548 to
 EOF, known section types and their order. Nothing is allocated from an untrusted length:
 section data is only streamed in chunks or read up to a caller-supplied limit.
+
+One inconsistency is tolerated, as AWS's sequential reader tolerates it: ``nitro-cli sign-eif``
+on an already-signed EIF replaces the signature section but leaves the header's
+``section_sizes`` entry of the old one. When the *last* section is the signature and its own
+section header gives a size that ends exactly at EOF, that size is used and the stale header
+entry is recorded in ``EifReader.warnings`` (QEMU's reader, and possibly the hypervisor,
+reject such files; ``eifbuild sign`` writes a corrected header).
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ class EifReader:
         self.path = Path(path)
         self.name = str(path)
         self._fh: BinaryIO = _open_regular(self.path, self.name)
+        self.warnings: list[str] = []  # tolerated inconsistencies, one line each
         try:
             self.file_size = os.fstat(self._fh.fileno()).st_size
             self.header = self._read_header()
@@ -147,6 +155,8 @@ class EifReader:
                 stype = SectionType(sh.type)
             except ValueError:
                 raise self._fail(f"section {i}: unknown section type {sh.type}") from None
+            if sh.size != size and self._stale_signature_size(i, stype, offset, size, sh.size):
+                size = sh.size
             if sh.size != size:
                 raise self._fail(
                     f"section {i} ({stype.label}): size {sh.size} in its section header "
@@ -161,6 +171,23 @@ class EifReader:
                     f"section {i} ({stype.label}): reserved section flags 0x{sh.flags:04x} set"
                 )
             yield Section(i, stype, offset, size)
+
+    def _stale_signature_size(
+        self, index: int, stype: SectionType, offset: int, stale: int, actual: int
+    ) -> bool:
+        """Accept (with a warning) the stale signature size left by ``nitro-cli sign-eif``."""
+        if (
+            stype is not SectionType.SIGNATURE
+            or index != self.header.num_sections - 1
+            or offset + SECTION_HEADER_SIZE + actual != self.file_size
+        ):
+            return False
+        self.warnings.append(
+            f"{self.name}: stale EIF header entry section_sizes[{index}] = {stale}: the "
+            f"signature section holds {actual} bytes (left by nitro-cli sign-eif re-signing; "
+            "QEMU rejects such files; `eifbuild sign` writes a corrected header)"
+        )
+        return True
 
     def _check_layout(self) -> None:
         expected = HEADER_SIZE
