@@ -633,3 +633,117 @@ def diff_eifs(path_a: str, path_b: str, progress: Progress | None = None) -> dic
         "file": {"measured": False, "differences": _file_diff(fa, fb)},
         "ramdisks": ramdisks,
     }
+
+
+# ------------------------------------------------------------------------------ rootfs listings
+
+MAX_LISTING_LINE = 1 << 16
+LISTING_ATTRS = ("type", "mode", "uid", "gid", "mtime", "size", "sha256", "target", "rdev")
+
+
+def is_listing(path: str) -> bool:
+    """True if ``path`` looks like ``eifbuild rootfs`` output (JSON lines), not an EIF."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return head.lstrip()[:1] == b"{"
+
+
+def _listing_text(rec: dict[str, Any], key: str) -> bytes | None:
+    hexed, value = rec.get(key + "_hex"), rec.get(key)
+    if isinstance(hexed, str):
+        return bytes.fromhex(hexed)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not a string")
+    return value.encode("utf-8")
+
+
+def _listing_record(line: bytes) -> tuple[bytes, dict[str, Any]]:
+    rec = json.loads(line)
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    name = _listing_text(rec, "path")
+    if not name:
+        raise ValueError("no path")
+    target = _listing_text(rec, "linkname")
+    rdev = rec.get("rdev")
+    out: dict[str, Any] = {"path": safe_text(name)}
+    for a in LISTING_ATTRS:
+        value = rec.get(a)
+        if a == "target":
+            value = None if target is None else safe_text(target)
+        elif a == "rdev" and isinstance(rdev, list) and len(rdev) == 2:
+            value = f"{rdev[0]}:{rdev[1]}"
+        elif isinstance(value, str):
+            value = safe_text(value.encode("utf-8", "surrogatepass"))
+        elif not isinstance(value, (int, type(None))):
+            raise ValueError(f"{a} is not a string or integer")
+        out[a] = value
+    return name, out
+
+
+def read_listing(path: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """(path bytes, normalised record) for each line of an ``eifbuild rootfs`` listing."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
+    except OSError as exc:
+        raise EifbuildError(f"{path}: cannot open ({exc.strerror})") from None
+    try:
+        for n, line in enumerate(iter(lambda: fh.readline(MAX_LISTING_LINE + 1), b""), 1):
+            if n > MAX_DIFF_ENTRIES:
+                raise EifbuildError(f"{path}: more than {MAX_DIFF_ENTRIES} entries")
+            if len(line) > MAX_LISTING_LINE:
+                raise EifbuildError(f"{path}: line {n} is longer than {MAX_LISTING_LINE} bytes")
+            if not line.strip():
+                continue
+            try:
+                yield _listing_record(line)
+            except (ValueError, RecursionError) as exc:
+                problem = safe_text(str(exc).encode()[:200])
+                raise EifbuildError(f"{path}: line {n}: not a rootfs record ({problem})") from None
+    finally:
+        fh.close()
+
+
+def diff_listings(path_a: str, path_b: str) -> dict[str, Any]:
+    """Entry diff of two ``eifbuild rootfs`` listings (matched by path; ``a`` kept in memory)."""
+    a: dict[bytes, dict[str, Any]] = {}
+    for name, rec in read_listing(path_a):
+        if name in a:
+            raise EifbuildError(f"{path_a}: path {rec['path']} is listed twice")
+        a[name] = rec
+    entries_a = len(a)
+    added, changed, seen = [], [], set()
+    for name, rec in read_listing(path_b):
+        if name in seen:
+            raise EifbuildError(f"{path_b}: path {rec['path']} is listed twice")
+        seen.add(name)
+        old = a.pop(name, None)
+        if old is None:
+            added.append((name, rec))
+            continue
+        diffs = {k: {"a": old[k], "b": rec[k]} for k in LISTING_ATTRS if old[k] != rec[k]}
+        if diffs:
+            changed.append((name, {"path": rec["path"], "changes": diffs}))
+    removed = sorted(a.items())
+    added.sort(key=lambda p: p[0])
+    changed.sort(key=lambda p: p[0])
+    return {
+        "format": "eifbuild-rootfs-diff/1",
+        "a": {"path": path_a},
+        "b": {"path": path_b},
+        "summary": {
+            "entries_a": entries_a,
+            "entries_b": len(seen),
+            "added": len(added),
+            "removed": len(removed),
+            "changed": len(changed),
+        },
+        "added": [r for _, r in added],
+        "removed": [r for _, r in removed],
+        "changed": [c for _, c in changed],
+    }

@@ -12,7 +12,7 @@ from typing import Any
 from eifbuild._atomic import write_atomic
 from eifbuild._progress import progress, set_quiet
 from eifbuild.cli._common import info
-from eifbuild.diff import diff_eifs
+from eifbuild.diff import diff_eifs, diff_listings, is_listing
 from eifbuild.errors import EifbuildError
 from eifbuild.policy import DIFF_TEMPLATE, environment
 
@@ -28,9 +28,13 @@ characters escaped, backslash doubled).
 
 Output: text on stdout; --json prints a stable machine format (format "eifbuild-diff/1",
 sorted, complete); --html FILE also writes an HTML report. --exit-code: exit 1 when any PCR
-differs, like `git diff --exit-code` (without it: 0 on success). Errors exit 1."""
+differs, like `git diff --exit-code` (without it: 0 on success). Errors exit 1.
+
+A and B may instead be two `eifbuild rootfs IMAGE > LIST.jsonl` listings: their entries are
+compared by path (format "eifbuild-rootfs-diff/1"; --exit-code: exit 1 if any entry differs)."""
 
 DEFAULT_LIMIT = 200
+LISTING_FORMAT = "eifbuild-rootfs-diff/1"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -146,24 +150,30 @@ def _unmeasured_lines(d: dict[str, Any]) -> Iterator[str]:
             yield f"  {r['field']}: {r['a']} -> {r['b']}"
 
 
-def _ramdisk_lines(rd: dict[str, Any], limit: int) -> Iterator[str]:
+def _ramdisk_lines(rd: dict[str, Any], limit: int, title: str = "") -> Iterator[str]:
+    title = title or f"ramdisk {rd['index']}"
     yield ""
     if rd["error"] is not None:
-        yield f"ramdisk {rd['index']}: entries not compared: {rd['error']}"
+        yield f"{title}: entries not compared: {rd['error']}"
         return
     s = rd["summary"]
+    inode = f", {s['inode_only']} inode-only" if "inode_only" in s else ""
     yield (
-        f"ramdisk {rd['index']}: {s['added']} added, {s['removed']} removed, {s['changed']} changed,"
-        f" {s['inode_only']} inode-only (entries {s['entries_a']} -> {s['entries_b']})"
+        f"{title}: {s['added']} added, {s['removed']} removed, {s['changed']} changed"
+        f"{inode} (entries {s['entries_a']} -> {s['entries_b']})"
     )
     yield from _limited([_entry_line(e) for e in rd["added"]], limit, "  + ")
     yield from _limited([_entry_line(e) for e in rd["removed"]], limit, "  - ")
     yield from _limited([_change_line(c) for c in rd["changed"]], limit, "  ~ ")
-    yield from _limited([_change_line(c) for c in rd["inode_only"]], limit, "  i ")
+    yield from _limited([_change_line(c) for c in rd.get("inode_only", [])], limit, "  i ")
 
 
 def render_text(d: dict[str, Any], limit: int = DEFAULT_LIMIT) -> str:
     """Human report: summaries first (PCRs, inputs, why), then details."""
+    if d["format"] == LISTING_FORMAT:
+        rd = {"error": None, **d}
+        head = [f"A: {d['a']['path']}", f"B: {d['b']['path']}"]
+        return "\n".join([*head, *_ramdisk_lines(rd, limit, "rootfs")]) + "\n"
     lines = [*_header_lines(d), *_pcr_lines(d), *_input_lines(d), *_unmeasured_lines(d)]
     for rd in d["ramdisks"]:
         lines += _ramdisk_lines(rd, limit)
@@ -184,9 +194,21 @@ def run(args: argparse.Namespace) -> int:
         raise EifbuildError("--limit must be 0 or more")
     if args.json:
         set_quiet(True)
-    total = sum(os.stat(p).st_size * 2 for p in (args.a, args.b) if os.path.isfile(p))
-    with progress(total=total or None, desc="Comparing") as bar:
-        d = diff_eifs(args.a, args.b, progress=bar.update)
+    listings = [is_listing(p) for p in (args.a, args.b)]
+    if any(listings):
+        if not all(listings):
+            raise EifbuildError(
+                f"{args.a}, {args.b}: compare two EIFs or two `eifbuild rootfs` listings, not one of each"
+            )
+        if args.html:
+            raise EifbuildError("--html needs two EIFs (not rootfs listings)")
+        d = diff_listings(args.a, args.b)
+        differs = bool(d["added"] or d["removed"] or d["changed"])
+    else:
+        total = sum(os.stat(p).st_size * 2 for p in (args.a, args.b) if os.path.isfile(p))
+        with progress(total=total or None, desc="Comparing") as bar:
+            d = diff_eifs(args.a, args.b, progress=bar.update)
+        differs = bool(d["pcrs_differ"])
     if args.html:
         try:
             write_atomic(args.html, render_html(d, args.limit).encode("utf-8"))
@@ -198,4 +220,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(d, args.limit))
     sys.stdout.flush()
-    return 1 if args.exit_code and d["pcrs_differ"] else 0
+    return 1 if args.exit_code and differs else 0
