@@ -9,7 +9,7 @@ Stages (each with a tqdm bar on a TTY, silent otherwise):
 3. hash the boot inputs for the ``--json`` record ("hashing" bar).
 
 Nothing depends on the wall clock: ``BuildTime`` is SOURCE_DATE_EPOCH, else the image's
-``created``, else 1970-01-01.
+``created`` (normalised to nitro-cli's UTC form), else 1970-01-01.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild import __version__
-from eifbuild._epoch import DEFAULT_BUILD_TIME, rfc3339, source_date_epoch
+from eifbuild._epoch import DEFAULT_BUILD_TIME, normalize_rfc3339, rfc3339, source_date_epoch
 from eifbuild._progress import progress
 from eifbuild.blobs import Blobs, resolve_blobs
 from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
 from eifbuild.eif.writer import EifResult, Signer, write_eif
+from eifbuild.errors import ImageSourceError
 from eifbuild.model import Entry, ImageConfig
 from eifbuild.ramdisk import DECISIONS, bootstrap_stream, customer_stream, list_file
 
@@ -85,12 +86,25 @@ def image_name(ref: str) -> str:
     return name.split(":", 1)[0]
 
 
-def build_time(config: ImageConfig) -> str:
-    """SOURCE_DATE_EPOCH, else the image's ``created``, else 1970-01-01 (never the clock)."""
+def build_time(config: ImageConfig, image: str = "image") -> str:
+    """SOURCE_DATE_EPOCH, else the image's ``created``, else 1970-01-01 (never the clock).
+
+    Always in nitro-cli's form (chrono ``to_rfc3339`` in UTC, see :func:`normalize_rfc3339`):
+    ``created`` is converted, not copied. An unparsable ``created`` is refused (set
+    SOURCE_DATE_EPOCH to build such an image); an absent or empty one gives 1970-01-01.
+    """
     epoch = source_date_epoch()
     if epoch is not None:
         return rfc3339(epoch)
-    return config.created or DEFAULT_BUILD_TIME
+    if not config.created:
+        return DEFAULT_BUILD_TIME
+    normal = normalize_rfc3339(config.created)
+    if normal is None:
+        raise ImageSourceError(
+            f"{image}: image config 'created' {config.created[:80]!r} is not an RFC 3339 time; "
+            "set SOURCE_DATE_EPOCH to choose the BuildTime"
+        )
+    return normal
 
 
 def docker_info(config: ImageConfig, image_id: str) -> dict[str, Any]:
@@ -150,7 +164,7 @@ def _metadata(req: BuildRequest, image: Any, blobs: Blobs) -> bytes:
     return encode_metadata(
         image_name=req.name if req.name is not None else image_name(req.image),
         image_version=req.version if req.version is not None else image_id.removeprefix("sha256:"),
-        build_time=build_time(image.config),
+        build_time=build_time(image.config, req.image),
         build_tool=BUILD_TOOL,
         build_tool_version=__version__,
         operating_system=os_name,

@@ -258,6 +258,7 @@ def oci_image(
     config: dict[str, object] | None = None,
     arch: str = "amd64",
     compression: str = "none",
+    created: str | None = None,
 ) -> dict[str, object]:
     """Write layer blobs, config and manifest into an OCI layout; return the manifest descriptor."""
     import hashlib
@@ -272,6 +273,8 @@ def oci_image(
             "diff_ids": ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers],
         },
     }
+    if created is not None:
+        cfg["created"] = created
     cfg_desc = _blob(root, json.dumps(cfg).encode())
     layer_descs = []
     for data in layers:

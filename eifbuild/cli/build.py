@@ -28,7 +28,9 @@ gives it a wall-clock mtime; eifbuild a fixed one) and --clamp-mtime (changes PC
 SOURCE_DATE_EPOCH), so rebuilding the same Dockerfile gives the same PCR2. Off by default.
 
 The metadata section is deterministic: BuildTime is SOURCE_DATE_EPOCH, else the image's
-`created`; DockerInfo is a fixed subset of the image config."""
+`created` converted to UTC in nitro-cli's form (YYYY-MM-DDTHH:MM:SS[.fff]+00:00; an
+unparsable `created` is refused), else 1970-01-01; DockerInfo is a fixed subset of the image
+config."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
