@@ -1,17 +1,27 @@
 """``eifbuild assemble``: write an EIF v4 from a kernel, a cmdline and ramdisks.
 
-With the same values, the file is byte-identical to AWS's ``eif_build`` 0.3.1. Deliberate
-differences from ``eif_build`` (spec eif-format.md §10.3):
+With the same values, the file is byte-identical to AWS's ``eif_build`` 0.3.1. To reproduce
+an ``eif_build`` file, pass ``--build-tool eif_build --build-tool-version 0.3.1`` and its
+``--build-time`` (and, if it was given ``--name N``, also ``--version N``).
 
-* ``--version`` sets ImageVersion (``eif_build`` ignores it and copies ``--name``).
-* ``--kernel-config`` only supplies OperatingSystem/KernelVersion (line 3 of the config), and
+Deliberate differences from ``eif_build`` (spec eif-format.md §10.3):
+
+* ``--version`` sets ImageVersion. ``eif_build`` ignores it and writes the ``--name`` value
+  (or 1.0); eifbuild writes 1.0 when ``--version`` is not given.
+* BuildTool/BuildToolVersion default to ``eifbuild`` and its version (``eif_build`` writes
+  ``eif_build``/``0.3.1``).
+* BuildTime defaults to SOURCE_DATE_EPOCH, else 1970-01-01T00:00:00+00:00, never the clock
+  (``eif_build`` uses the current time); ``--build-time`` must be RFC 3339 (``eif_build``
+  stores any string).
+* ``--kernel-config`` (``eif_build``: ``--kernel_config``) only supplies
+  OperatingSystem/KernelVersion (line 3 of the config, as nitro-cli reads it), and
   ``--img-os``/``--img-kernel``/``--build-time``/``--build-tool*`` still apply (``eif_build``
   rebuilds BuildMetadata with the current time and drops those options).
-* BuildTime defaults to SOURCE_DATE_EPOCH, else 1970-01-01T00:00:00+00:00, never the clock;
-  ``--build-time`` must be RFC 3339 (``eif_build`` stores any string).
-* BuildTool/BuildToolVersion default to ``eifbuild`` and its version (``eif_build`` writes
-  ``eif_build``/``0.3.1``: pass those to reproduce its files).
 * ``--metadata`` must hold a JSON object (nitro-cli's describe-eif cannot show anything else).
+* A cmdline containing a NUL byte is an error (``eif_build`` panics).
+* No ``--algo``: PCRs are always SHA-384, as nitro-cli computes them.
+* stdout carries ``{"Measurements": {...}}`` as ``nitro-cli build-enclave`` prints it and
+  ``Output file: OUT`` goes to stderr (``eif_build`` prints both, with the bare map, on stdout).
 """
 
 from __future__ import annotations
