@@ -28,11 +28,13 @@ import unicodedata
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from eifbuild.cpio import S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, Limits, NewcReader
 from eifbuild.eif.format import Section, SectionType
 from eifbuild.eif.reader import EifReader
+from eifbuild.eif.reader import _open_regular as open_regular
 from eifbuild.errors import EifbuildError
 from eifbuild.measure import CHUNK, Measurements, certificate_der
 
@@ -644,10 +646,10 @@ LISTING_ATTRS = ("type", "mode", "uid", "gid", "mtime", "size", "sha256", "targe
 def is_listing(path: str) -> bool:
     """True if ``path`` looks like ``eifbuild rootfs`` output (JSON lines), not an EIF."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(Path(path), path) as fh:
             head = fh.read(64)
-    except OSError:
-        return False
+    except (OSError, EifbuildError):
+        return False  # let the EIF reader report it
     return head.lstrip()[:1] == b"{"
 
 
@@ -688,10 +690,7 @@ def _listing_record(line: bytes) -> tuple[bytes, dict[str, Any]]:
 
 def read_listing(path: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
     """(path bytes, normalised record) for each line of an ``eifbuild rootfs`` listing."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
-    except OSError as exc:
-        raise EifbuildError(f"{path}: cannot open ({exc.strerror})") from None
+    fh = open_regular(Path(path), path)
     try:
         for n, line in enumerate(iter(lambda: fh.readline(MAX_LISTING_LINE + 1), b""), 1):
             if n > MAX_DIFF_ENTRIES:

@@ -28,6 +28,7 @@ import jinja2
 
 from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
+from eifbuild.eif.reader import _open_regular as open_regular
 from eifbuild.errors import EifbuildError
 
 POLICY_TEMPLATE = "kms-key-policy.json.j2"
@@ -187,7 +188,7 @@ def load_measurements(
     """PCRs from an EIF (measured by streaming) or a measurements JSON document."""
     where = str(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(Path(path), where) as fh:
             head = fh.read(len(MAGIC))
             raw = head + fh.read(MAX_MEASUREMENTS_JSON) if head != MAGIC else b""
     except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eifbuild.cli import main
 from eifbuild.cpio import Member, newc_stream
@@ -26,6 +29,7 @@ from eifbuild.diff import diff_eifs, safe_text
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.signature import encode_signature_section
 from eifbuild.eif.writer import write_eif
+from eifbuild.errors import EifbuildError
 
 CMD = "reboot=k panic=30 pci=off console=ttyS0"
 
@@ -347,3 +351,31 @@ def test_missing_file_and_bad_limit(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["diff", good, str(tmp_path / "nope.eif")]) == 1
     assert "nope.eif" in capsys.readouterr().err
     assert main(["diff", good, good, "--limit", "-1"]) == 1
+    capsys.readouterr()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # must not block waiting for a writer
+    assert main(["diff", good, str(fifo)]) == 1
+    assert "fifo: not a regular file" in capsys.readouterr().err
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_eifs_give_one_line_errors_or_a_diff(tmp_path: Path, data: Any) -> None:
+    """Hostile EIFs: random byte changes and cuts never crash diff or leak a traceback."""
+    a = tmp_path / "a.eif"
+    if not a.exists():
+        eif(a, cpio(APP), signer=None)
+    raw = bytearray(a.read_bytes())
+    for _ in range(data.draw(st.integers(1, 6))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    raw = raw[: data.draw(st.integers(0, len(raw)))] if data.draw(st.booleans()) else raw
+    b = tmp_path / "b.eif"
+    b.write_bytes(bytes(raw))
+    try:
+        doc = diff_eifs(str(a), str(b))
+    except EifbuildError as exc:
+        assert "\n" not in exc.message
+    else:
+        json.dumps(doc, sort_keys=True)
+        for rd in doc["ramdisks"]:
+            assert rd["error"] is None or "\n" not in rd["error"]

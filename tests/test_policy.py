@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -226,9 +227,13 @@ def test_bad_measurements(
 
 def test_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = run([str(tmp_path / "nope"), *BASE], capsys)
-    assert rc == 1 and "nope: cannot read" in err
+    assert rc == 1 and "nope: cannot open (No such file or directory)" in err
     rc, _, err = run([str(tmp_path), *BASE], capsys)
-    assert rc == 1 and err.count("\n") == 1
+    assert rc == 1 and err.count("\n") == 1 and "not a regular file" in err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # must not block waiting for a writer
+    rc, _, err = run([str(fifo), *BASE], capsys)
+    assert rc == 1 and "fifo: not a regular file" in err
 
 
 def test_custom_templates(
