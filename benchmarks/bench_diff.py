@@ -77,7 +77,9 @@ def child(a: str, b: str) -> None:
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     summary = doc["ramdisks"][0]["summary"]
-    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mib": round(rss / 1024, 1), **summary}))
+    print(
+        json.dumps({"seconds": round(seconds, 2), "peak_rss_mib": round(rss / 1024, 1), **summary})
+    )
 
 
 def main() -> None:

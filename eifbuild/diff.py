@@ -9,9 +9,10 @@ Three streaming passes per EIF, none of which keeps section contents in memory:
    :class:`~eifbuild.cpio.NewcReader` and compared entry by entry (content hashed with SHA-256
    while it streams past; only per-entry attributes are kept, for the first archive).
 
-Metadata and file-level fields (size, version, arch, CRC) are compared too, and flagged as not measured. Everything here
-returns plain data (dicts/lists with sorted, deterministic order); rendering lives in
-``eifbuild.cli.diff``.
+Metadata and file-level fields (size, version, arch, CRC) are compared too, and flagged as not
+measured. Two ``eifbuild rootfs`` JSON-lines listings can be compared by path as well.
+Everything here returns plain data (dicts/lists in sorted, deterministic order); rendering
+lives in ``eifbuild.cli.diff``.
 """
 
 from __future__ import annotations

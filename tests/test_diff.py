@@ -91,7 +91,11 @@ def test_identical_eifs_have_no_differences(tmp_path: Path) -> None:
     b = eif(tmp_path / "b.eif", app)
     doc = diff_eifs(a, b)
     assert doc["pcrs_differ"] == [] and doc["explanation"] == [] and doc["ramdisks"] == []
-    assert doc["pcrs"]["PCR0"] == {"a": extend(b"KERNEL" + CMD.encode() + BOOT + app), "b": doc["pcrs"]["PCR0"]["a"], "differs": False}
+    assert doc["pcrs"]["PCR0"] == {
+        "a": extend(b"KERNEL" + CMD.encode() + BOOT + app),
+        "b": doc["pcrs"]["PCR0"]["a"],
+        "differs": False,
+    }
     assert "PCR8" not in doc["pcrs"]
     assert [r["name"] for r in doc["inputs"]] == ["kernel", "cmdline", "ramdisk 0", "ramdisk 1"]
     assert not any(r["changed"] for r in doc["inputs"])
@@ -358,7 +362,9 @@ def test_missing_file_and_bad_limit(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "fifo: not a regular file" in capsys.readouterr().err
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.data())
 def test_mutated_eifs_give_one_line_errors_or_a_diff(tmp_path: Path, data: Any) -> None:
     """Hostile EIFs: random byte changes and cuts never crash diff or leak a traceback."""

@@ -1,4 +1,4 @@
-"""`eifbuild diff` and `eifbuild policy` on EIFs made by `eifbuild build` from generated OCI layouts.
+"""`eifbuild diff` and `policy` on EIFs made by `eifbuild build` from generated OCI layouts.
 
 Two builds of images that differ in one file's content and one file's mode: only PCR0 and
 PCR2 may change, the cause must be the application ramdisk, and the entry diff must name the
@@ -48,7 +48,10 @@ def test_diff_of_two_builds(
     assert doc["pcrs_differ"] == ["PCR0", "PCR2"]
     assert doc["explanation"][-1] == {"pcr": "PCR2", "because": ["ramdisk 1"]}
     app_b = [d for t, d in sections(b.read_bytes()) if t == 3][1]
-    assert doc["inputs"][3]["b"] == {"sha384": hashlib.sha384(app_b).hexdigest(), "size": len(app_b)}
+    assert doc["inputs"][3]["b"] == {
+        "sha384": hashlib.sha384(app_b).hexdigest(),
+        "size": len(app_b),
+    }
     [rd] = doc["ramdisks"]
     assert rd["added"] == rd["removed"] == [] and rd["inode_only"] == []
     changes = {c["path"]: c["changes"] for c in rd["changed"]}
@@ -90,7 +93,9 @@ def _listing(tmp_path: Path, name: str, layer: list[E], capsys: pytest.CaptureFi
 
 def test_diff_of_rootfs_listings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = [E.dir("bin"), E.file("bin/app", b"1", 0o755), E.symlink("bin/sh", "app")]
-    a = _listing(tmp_path, "a", [*base, E.file(b"etc/\xff<x>", b"x"), E.char("dev/null", 1, 3)], capsys)
+    a = _listing(
+        tmp_path, "a", [*base, E.file(b"etc/\xff<x>", b"x"), E.char("dev/null", 1, 3)], capsys
+    )
     b = _listing(
         tmp_path, "b",
         [E.dir("bin"), E.file("bin/app", b"2", 0o700), E.symlink("bin/sh", "busybox"),

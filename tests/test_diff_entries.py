@@ -44,9 +44,7 @@ def archive(members: list[Member]) -> bytes:
 
 
 def run(x: list[Member], y: list[Member]) -> ArchiveDiff:
-    return diff_entries(
-        read_entries(io.BytesIO(archive(x))), read_entries(io.BytesIO(archive(y)))
-    )
+    return diff_entries(read_entries(io.BytesIO(archive(x))), read_entries(io.BytesIO(archive(y))))
 
 
 def keys(members: list[Member]) -> Counter[bytes]:

@@ -89,8 +89,14 @@ def _pem() -> bytes:
 @pytest.fixture
 def unsigned(tmp_path: Path) -> tuple[str, dict[int, str]]:
     path = tmp_path / "u.eif"
-    write_eif(path, kernel=b"KERNEL", cmdline="console=ttyS0", metadata=META, ramdisks=[b"R0", b"R1"])
-    pcrs = {0: extend(b"KERNELconsole=ttyS0R0R1"), 1: extend(b"KERNELconsole=ttyS0R0"), 2: extend(b"R1")}
+    write_eif(
+        path, kernel=b"KERNEL", cmdline="console=ttyS0", metadata=META, ramdisks=[b"R0", b"R1"]
+    )
+    pcrs = {
+        0: extend(b"KERNELconsole=ttyS0R0R1"),
+        1: extend(b"KERNELconsole=ttyS0R0"),
+        2: extend(b"R1"),
+    }
     return str(path), pcrs
 
 
@@ -132,7 +138,12 @@ def test_policy_from_signed_eif_pins_pcr8_by_default(
 
 def test_policy_from_measurements_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pcrs = {0: "A" * 96, 1: "b" * 96, 2: "c" * 96, 8: "d" * 96}
-    doc = {"Measurements": {"HashAlgorithm": "Sha384 { ... }", **{f"PCR{i}": v for i, v in pcrs.items()}}}
+    doc = {
+        "Measurements": {
+            "HashAlgorithm": "Sha384 { ... }",
+            **{f"PCR{i}": v for i, v in pcrs.items()},
+        }
+    }
     src = tmp_path / "m.json"
     src.write_text(json.dumps(doc))
     out_file = tmp_path / "policy.json"
@@ -165,7 +176,9 @@ def test_weak_pins_warn(
 ) -> None:
     path, _ = unsigned
     src = tmp_path / "m.json"
-    src.write_text(json.dumps({"PCR0": "a" * 96, "PCR1": "b" * 96, "PCR2": "c" * 96, "PCR8": "d" * 96}))
+    src.write_text(
+        json.dumps({"PCR0": "a" * 96, "PCR1": "b" * 96, "PCR2": "c" * 96, "PCR8": "d" * 96})
+    )
     rc, out, err = run([str(src), *BASE, "--pcr", "8"], capsys)
     assert rc == 0 and "CVE-2025-64186" in err and "PCR1 and PCR2 not pinned" in err
     assert json.loads(out)["Statement"][1]["Condition"] == {
@@ -276,15 +289,27 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_wheel_ships_templates(tmp_path: Path) -> None:
-    """A wheel built from the tree carries templates/*.j2 as data files (share/eifbuild/templates)."""
+    """A wheel built from the tree carries templates/*.j2 as data files under share/."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "eifbuild", src / "eifbuild", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "eifbuild", src / "eifbuild", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copytree(ROOT / "templates", src / "templates")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "w"), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "w"),
+            str(src),
+        ],
         capture_output=True,
         text=True,
     )

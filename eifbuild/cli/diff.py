@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     if any(listings):
         if not all(listings):
             raise EifbuildError(
-                f"{args.a}, {args.b}: compare two EIFs or two `eifbuild rootfs` listings, not one of each"
+                f"{args.a}, {args.b}: compare two EIFs or two `eifbuild rootfs` listings,"
+                " not one of each"
             )
         if args.html:
             raise EifbuildError("--html needs two EIFs (not rootfs listings)")
