@@ -214,3 +214,63 @@ def test_describe_fails_on_bad_signature(
     eif.write_bytes(bytes(data))
     rc, _out, err = run_cli(capsys, "describe", str(eif))
     assert rc == 1 and "does not verify" in err and "Traceback" not in err
+
+
+def replace_signature_section(path: Path, section: bytes) -> None:
+    """Swap the last (signature) section for ``section``, fixing header size and CRC (spec §2)."""
+    import zlib
+
+    raw = path.read_bytes()
+    nsec = struct.unpack_from(">H", raw, 26)[0]
+    off = struct.unpack_from(">Q", raw, 28 + 8 * (nsec - 1))[0]
+    new = bytearray(raw[:off] + struct.pack(">HHQ", 4, 0, len(section)) + section)
+    struct.pack_into(">Q", new, 284 + 8 * (nsec - 1), len(section))
+    new[544:548] = struct.pack(">I", zlib.crc32(bytes(new[:544] + new[548:])))
+    path.write_bytes(bytes(new))
+
+
+def test_expect_accepts_assemble_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The JSON `assemble` prints is a MEASUREMENTS file; one wrong PCR in it fails verify."""
+    key, cert = sigref.make_cert(tmp_path)
+    for name, data in (("k", b"KERNEL" * 100), ("r0", b"R0" * 50), ("r1", b"R1" * 70)):
+        (tmp_path / name).write_bytes(data)
+    eif = tmp_path / "a.eif"
+    rc, out, _ = run_cli(capsys, "assemble", "--kernel", str(tmp_path / "k"), "--cmdline", "x",
+                         "--ramdisk", str(tmp_path / "r0"), "--ramdisk", str(tmp_path / "r1"),
+                         "--output", str(eif), "--signing-certificate", str(cert),
+                         "--private-key", str(key))  # fmt: skip
+    assert rc == 0
+    printed = json.loads(out)
+    assert printed["Measurements"]["PCR8"] == sigref.pcr8(cert.read_bytes()).hex()
+    (tmp_path / "m.json").write_text(out)
+    rc, out, _ = run_cli(capsys, "verify", str(eif), "--expect", str(tmp_path / "m.json"))
+    assert rc == 0
+    assert all(f"ok    PCR{i}" in out for i in (0, 1, 2, 8))
+    printed["Measurements"]["PCR2"] = sigref.pcr(b"other").hex()
+    (tmp_path / "m.json").write_text(json.dumps(printed))
+    rc, out, err = run_cli(capsys, "verify", str(eif), "--expect", str(tmp_path / "m.json"))
+    assert rc == 1 and "FAIL  PCR2" in out and "PCR2: expected" in err
+
+
+def test_crc_field_alone(signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    eif, _ = signed
+    flip(eif, 547)  # only the stored CRC changes: every other check still holds
+    rc, out, err = run_cli(capsys, "verify", str(eif), "--json")
+    doc = json.loads(out)
+    assert rc == 1 and [c["Name"] for c in doc["Checks"] if not c["Ok"]] == ["crc"]
+    assert "verification failed: crc: stored" in err
+
+
+def test_two_signature_entries_fail(
+    signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cbor2
+
+    eif, cert = signed
+    ((pem, cose),) = sigref.parse_section(sigref.read_eif(eif).data(4)[0])
+    entry = {"signing_certificate": list(pem), "signature": list(cose)}
+    replace_signature_section(eif, cbor2.dumps([entry, entry]))
+    rc, out, err = run_cli(capsys, "verify", str(eif), "--json", "--certificate", str(cert))
+    doc = json.loads(out)
+    assert rc == 1 and "2 signature entries" in err
+    assert [c["Name"] for c in doc["Checks"] if not c["Ok"]] == ["signature"]
