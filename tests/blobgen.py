@@ -82,4 +82,5 @@ def arm64_image(release: str) -> bytes:
     """An arm64 Image header plus a ``Linux version RELEASE ...`` banner."""
     img = bytearray(64)
     img[0x38:0x3C] = b"ARM\x64"
+    img[8:16] = (0x200000).to_bytes(8, "little")  # text_offset 2 MiB: Nitro refuses 0
     return bytes(img) + b"\0" * 64 + f"Linux version {release} (test@test) #1 SMP\0".encode()
