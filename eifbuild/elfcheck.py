@@ -4,7 +4,8 @@
   one would die at once: the bootstrap ramdisk has no loader and no libc);
 * a kernel module's ``vermagic`` must match the kernel it is loaded into (otherwise
   ``finit_module`` fails inside the enclave, long after the build);
-* a kernel image must carry the boot magic of its architecture.
+* a kernel image must carry the boot magic of its architecture, and an arm64 ``Image`` a
+  non-zero ``text_offset`` (the Nitro loader refuses 0).
 
 Inputs are hostile: every failure is a :class:`BlobsError` with one line naming the file.
 """
@@ -29,6 +30,9 @@ ELF_MACHINES: dict[str, str] = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
 MAX_MODULE_BYTES = 64 * 1024 * 1024  # a module is read whole (pyelftools needs seeking)
 _KERNEL_PROBE_BYTES = 0x10000
+_ARM64_HEADER_BYTES = 64
+# text_offset the Nitro loader needs in an arm64 Image header (spec eif-format.md §11).
+ARM64_TEXT_OFFSET = 0x200000
 # What pyelftools raises on hostile input (found by fuzzing: huge offsets -> OSError from seek).
 _PARSE_ERRORS = (
     ELFError, ValueError, KeyError, AttributeError, IndexError, TypeError, OSError,
@@ -198,18 +202,54 @@ def kernel_release(path: str | os.PathLike[str], arch: str = "x86_64") -> str:
 
 
 def check_kernel(path: str | os.PathLike[str], arch: str = "x86_64") -> None:
-    """Refuse a kernel image that is not a bzImage (x86_64) or an arm64 ``Image``."""
+    """Refuse a kernel image that is not a bzImage (x86_64) or a bootable arm64 ``Image``."""
     p = Path(path)
     if arch == "x86_64":
         kernel_version_string(p)
         return
     if arch == "aarch64":
-        try:
-            with p.open("rb") as fh:
-                head = fh.read(64)
-        except OSError as exc:
-            raise BlobsError(f"kernel {p}: cannot read ({exc.strerror})") from None
-        if len(head) < 64 or head[0x38:0x3C] != b"ARM\x64":
-            raise BlobsError(f"kernel {p} is not an arm64 Image (no ARM\\x64 magic)")
+        offset = arm64_text_offset(p)
+        if offset == 0:
+            raise BlobsError(
+                f"kernel {p}: arm64 Image header has text_offset 0, which the Nitro loader "
+                f"refuses; set it to {ARM64_TEXT_OFFSET:#x} (2 MiB) as `eifbuild kernel build` does"
+            )
         return
     raise BlobsError(f"kernel check: unsupported architecture {arch!r}")
+
+
+def _arm64_header(p: Path) -> bytes:
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(_ARM64_HEADER_BYTES)
+    except OSError as exc:
+        raise BlobsError(f"kernel {p}: cannot read ({exc.strerror})") from None
+    if len(head) >= 8 and head[:2] == b"MZ" and head[4:8] == b"zimg":
+        raise BlobsError(
+            f"kernel {p} is an EFI zboot image (compressed, wrapped in PE): "
+            "unwrap it to a raw arm64 Image first"
+        )
+    if len(head) < _ARM64_HEADER_BYTES or head[0x38:0x3C] != b"ARM\x64":
+        raise BlobsError(f"kernel {p} is not an arm64 Image (no ARM\\x64 magic)")
+    return head
+
+
+def arm64_text_offset(path: str | os.PathLike[str]) -> int:
+    """``text_offset`` of an arm64 ``Image`` header (Documentation/arch/arm64/booting.rst)."""
+    head = _arm64_header(Path(path))
+    return int.from_bytes(head[8:16], "little")
+
+
+def set_arm64_text_offset(path: str | os.PathLike[str], value: int = ARM64_TEXT_OFFSET) -> int:
+    """Write ``text_offset`` = ``value`` into an arm64 ``Image`` header if it is 0.
+
+    Linux >= 5.8 writes 0 (the kernel runs at any 2 MiB-aligned address); the Nitro loader
+    refuses 0, so eifbuild, like AWS's kernel build, sets 2 MiB. Returns the old value.
+    """
+    p = Path(path)
+    old = arm64_text_offset(p)
+    if old == 0:
+        with p.open("r+b") as fh:
+            fh.seek(8)
+            fh.write(value.to_bytes(8, "little"))
+    return old

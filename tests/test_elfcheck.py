@@ -14,12 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eifbuild.elfcheck import (
+    arm64_text_offset,
     check_init,
     check_kernel,
     check_module,
     kernel_release,
     kernel_version_string,
     module_vermagic,
+    set_arm64_text_offset,
 )
 from eifbuild.errors import BlobsError
 from tests.conftest import require
@@ -183,19 +185,51 @@ def test_non_bzimage_is_refused(tmp_path: Path) -> None:
         check_kernel(p, "x86_64")
 
 
-def test_arm64_image_magic(tmp_path: Path) -> None:
-    p = tmp_path / "Image"
+def _arm64_header(text_offset: int = 0x200000) -> bytearray:
+    """An arm64 Image header per Documentation/arch/arm64/booting.rst (64 bytes, LE)."""
     img = bytearray(64)
+    struct.pack_into("<QQQ", img, 8, text_offset, 1 << 20, 0b1010)  # offset, size, flags
     img[0x38:0x3C] = b"ARM\x64"
-    p.write_bytes(bytes(img))
+    return img
+
+
+def test_arm64_image_magic(tmp_path: Path) -> None:
+    p = _write(tmp_path / "Image", bytes(_arm64_header()))
     check_kernel(p, "aarch64")
     with pytest.raises(BlobsError, match="not an arm64 Image"):
         check_kernel(_write(tmp_path / "bad", b"\0" * 64), "aarch64")
+    with pytest.raises(BlobsError, match="not an arm64 Image"):
+        check_kernel(_write(tmp_path / "short", bytes(_arm64_header())[:60]), "aarch64")
+
+
+def test_arm64_text_offset_zero_is_refused(tmp_path: Path) -> None:
+    p = _write(tmp_path / "Image", bytes(_arm64_header(0)) + b"rest of the kernel")
+    with pytest.raises(BlobsError, match=r"text_offset 0, which the Nitro loader refuses") as e:
+        check_kernel(p, "aarch64")
+    assert "\n" not in str(e.value)
+    assert arm64_text_offset(p) == 0
+
+
+def test_set_arm64_text_offset_patches_only_the_field(tmp_path: Path) -> None:
+    before = bytes(_arm64_header(0)) + bytes(range(256)) * 4
+    p = _write(tmp_path / "Image", before)
+    assert set_arm64_text_offset(p) == 0
+    after = p.read_bytes()
+    assert after[8:16] == b"\x00\x00\x20\x00\x00\x00\x00\x00"  # 2 MiB, little-endian
+    assert after[:8] == before[:8] and after[16:] == before[16:]
+    check_kernel(p, "aarch64")
+    assert set_arm64_text_offset(p) == 0x200000 and p.read_bytes() == after  # idempotent
+
+
+def test_arm64_zboot_image_is_named(tmp_path: Path) -> None:
+    pe = bytearray(64)
+    pe[0:2], pe[4:8] = b"MZ", b"zimg"  # EFI zboot: PE wrapper around a compressed Image
+    with pytest.raises(BlobsError, match="EFI zboot image"):
+        check_kernel(_write(tmp_path / "vmlinuz", bytes(pe)), "aarch64")
 
 
 def test_arm64_release_from_banner(tmp_path: Path) -> None:
-    img = bytearray(64)
-    img[0x38:0x3C] = b"ARM\x64"
+    img = _arm64_header()
     pad = bytes((1 << 20) - 70)  # the banner straddles the 1 MiB read boundary
     body = bytes(img) + pad + b"xxLinux version 6.12.95-arm (eifbuild@eifbuild) #1 SMP\0"
     p = _write(tmp_path / "Image", body)

@@ -96,5 +96,5 @@ def test_broken_init_source_is_a_clear_error(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["init", "build"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("eifbuild: error: building init from") and err.count("\n") == 1
+    assert err.startswith("eifbuild: error: building the x86_64 init from") and err.count("\n") == 1
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no partial output

@@ -1,0 +1,156 @@
+"""The pinned kernel source: Debian's ``linux-source-6.12``, fetched with a private apt setup.
+
+apt runs with its own sources.list, state and cache under the eifbuild cache directory, so
+``/etc/apt`` and the dpkg database are never touched. The ``.deb`` and the tarball inside it are
+checked against ``kernels/<arch>/source.json`` before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from eifbuild.errors import KernelBuildError
+from eifbuild.kernel._common import (
+    CHUNK,
+    Log,
+    c_env,
+    cache_dir,
+    check_arch,
+    kernels_dir,
+    quiet,
+    sha256_file,
+)
+
+
+@dataclass(frozen=True)
+class SourcePin:
+    """``kernels/<arch>/source.json``: which Debian source package, checked how."""
+
+    package: str
+    version: str
+    apt_source: str
+    deb_sha256: str
+    tarball: str
+    tarball_sha256: str
+    kernel_arch: str
+    image: str
+    image_name: str
+
+    @property
+    def deb_name(self) -> str:
+        return f"{self.package}_{self.version.replace(':', '%3a')}_all.deb"
+
+
+def load_pin(arch: str = "x86_64") -> SourcePin:
+    check_arch(arch)
+    path = kernels_dir() / arch / "source.json"
+    try:
+        raw = json.loads(path.read_text())
+        return SourcePin(**{f: str(raw[f]) for f in SourcePin.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KernelBuildError(f"kernel source pin {path} is unreadable: {exc}") from None
+
+
+def _apt_options(root: Path) -> list[str]:
+    return [
+        "-o", f"Dir::Etc::sourcelist={root / 'sources.list'}",
+        "-o", f"Dir::Etc::sourceparts={root / 'sources.list.d'}",
+        "-o", f"Dir::Etc::preferencesparts={root / 'preferences.d'}",
+        "-o", f"Dir::State={root / 'state'}",
+        "-o", f"Dir::Cache={root / 'cache'}",
+        "-o", "Dir::State::status=/dev/null",
+        "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else "Debug::NoLocking=1",
+        "-o", "Acquire::Languages=none",
+    ]  # fmt: skip
+
+
+def _apt(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    if shutil.which("apt-get") is None:
+        raise KernelBuildError(
+            "apt-get not found: the kernel source is fetched from Debian with apt"
+        )
+    return subprocess.run(
+        ["apt-get", "-q", *_apt_options(root), *args],
+        capture_output=True, text=True, check=False, cwd=cwd, env=c_env(),
+    )  # fmt: skip
+
+
+def fetch_source_deb(pin: SourcePin, log: Log = quiet) -> Path:
+    """Download the pinned ``.deb`` with a private apt configuration; verify its sha256."""
+    dl = cache_dir() / "sources"
+    deb = dl / pin.deb_name
+    if deb.is_file() and sha256_file(deb) == pin.deb_sha256:
+        return deb
+    root = cache_dir() / "apt"
+    for sub in ("sources.list.d", "preferences.d", "state/lists/partial", "cache/archives/partial"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "sources.list").write_text(pin.apt_source + "\n")
+    dl.mkdir(parents=True, exist_ok=True)
+    log(f"fetching {pin.package} {pin.version} with apt ({pin.apt_source.split(']')[-1].strip()})")
+    upd = _apt(root, "update")
+    if upd.returncode != 0:
+        tail = " ".join(upd.stderr.strip().splitlines()[-2:])
+        raise KernelBuildError(f"apt-get update for {pin.package} failed: {tail}")
+    got = _apt(root, "download", f"{pin.package}={pin.version}", cwd=dl)
+    if got.returncode != 0 or not deb.is_file():
+        raise KernelBuildError(
+            f"{pin.package} version {pin.version} is not available from "
+            f"'{pin.apt_source}' (Debian removes old versions): bump the pin in "
+            f"kernels/<arch>/source.json (version, deb_sha256, tarball_sha256; see kernels/README.md)"
+        )
+    actual = sha256_file(deb)
+    if actual != pin.deb_sha256:
+        deb.unlink()
+        raise KernelBuildError(
+            f"{pin.deb_name}: sha256 {actual} does not match the pin {pin.deb_sha256}"
+        )
+    return deb
+
+
+def extract_tarball(pin: SourcePin, deb: Path) -> Path:
+    """Stream the source tarball out of the ``.deb`` (no dpkg state); verify its sha256."""
+    out = cache_dir() / "sources" / f"{pin.package}_{pin.version}.tar.xz"
+    if out.is_file() and sha256_file(out) == pin.tarball_sha256:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    h = hashlib.sha256()
+    found = False
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                if member.name.lstrip("./") != pin.tarball or not member.isfile():
+                    continue
+                src = tar.extractfile(member)
+                assert src is not None
+                with tmp.open("wb") as fh:
+                    while chunk := src.read(CHUNK):
+                        h.update(chunk)
+                        fh.write(chunk)
+                found = True
+                break
+    except tarfile.TarError as exc:
+        tmp.unlink(missing_ok=True)
+        raise KernelBuildError(f"{deb}: unreadable package data ({exc})") from None
+    finally:
+        proc.stdout.close()
+        proc.wait()
+    if not found:
+        raise KernelBuildError(f"{deb} does not contain {pin.tarball}")
+    if h.hexdigest() != pin.tarball_sha256:
+        tmp.unlink(missing_ok=True)
+        raise KernelBuildError(
+            f"{pin.tarball} in {deb.name}: sha256 {h.hexdigest()} does not match the pin "
+            f"{pin.tarball_sha256}"
+        )
+    os.replace(tmp, out)
+    return out
