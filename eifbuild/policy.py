@@ -183,7 +183,9 @@ def _pcrs_from_json(doc: Any, where: str) -> dict[int, str]:
 
 
 def load_measurements(
-    path: str | os.PathLike[str], progress: Callable[[int], object] | None = None
+    path: str | os.PathLike[str],
+    progress: Callable[[int], object] | None = None,
+    warn: Callable[[str], object] | None = None,
 ) -> dict[int, str]:
     """PCRs from an EIF (measured by streaming) or a measurements JSON document."""
     where = str(path)
@@ -195,7 +197,10 @@ def load_measurements(
         raise PolicyError(f"{where}: cannot read ({exc.strerror})") from None
     if head == MAGIC:
         with EifReader(path) as reader:
-            m = reader.scan(progress=progress).measurements
+            scan = reader.scan(progress=progress)
+        m = scan.measurements
+        if not scan.crc_ok and warn is not None:
+            warn(f"{where}: CRC mismatch (damaged or edited file); pinning the PCRs it measures")
         pcrs = {0: m.pcr0, 1: m.pcr1, 2: m.pcr2}
         if m.pcr8 is not None:
             pcrs[8] = m.pcr8
@@ -206,7 +211,7 @@ def load_measurements(
         )
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise PolicyError(f"{where}: neither an EIF nor a measurements JSON document") from None
     return _pcrs_from_json(doc, where)
 

@@ -262,6 +262,10 @@ def test_hostile_paths_are_escaped_everywhere(
     assert "\x1b" not in out and "\u202e" not in out
     page = html.read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    app_b = cpio([*APP, reg(HOSTILE, b"x")])
+    assert f'<td class="hex">{extend(app_b)}</td>' in page  # PCR2 of B
+    assert "<li>PCR2 changed because ramdisk 1 changed</li>" in page
+    assert "<p>1 added, 0 removed, 0 changed, 0 inode-only" in page
     assert main(["diff", a, b, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["ramdisks"][0]["added"][0]["path"] == shown

@@ -118,6 +118,12 @@ def test_policy_from_unsigned_eif(
     assert json.loads(out) == expected_policy(pcrs)
     assert out.endswith("}\n") and '\n  "Statement": [\n' in out
     assert run([path, *BASE], capsys)[1] == out  # deterministic
+    # A damaged CRC (header bytes 544..547) does not change the PCRs: warn, still pin them.
+    data = bytearray(Path(path).read_bytes())
+    data[545] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+    rc, out2, err = run([path, *BASE], capsys)
+    assert rc == 0 and out2 == out and "CRC mismatch" in err and err.count("\n") == 1
 
 
 def test_policy_from_signed_eif_pins_pcr8_by_default(
@@ -226,6 +232,7 @@ def test_bad_arguments(
         (b'{"other": 1}', "no Measurements with PCR0/PCR1/PCR2/PCR8 found"),
         (b"[1, 2]", "no Measurements"),
         (b"\xff\xfe", "neither an EIF nor"),
+        (b"[" * 200_000, "neither an EIF nor"),
         (b".eif" + b"\0" * 100, "truncated"),
     ],
 )

@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     actions = parse_actions(args.actions)
     size = os.stat(args.input).st_size if os.path.isfile(args.input) else None
     with progress(total=size, desc="Measuring") as bar:
-        available = load_measurements(args.input, progress=bar.update)
+        available = load_measurements(
+            args.input, progress=bar.update, warn=lambda w: info(f"warning: {w}")
+        )
     pcrs = select_pcrs(available, requested, args.input)
     for w in pcr_warnings(list(pcrs)):
         info(f"warning: {w}")
