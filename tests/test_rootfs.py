@@ -369,3 +369,43 @@ def test_entry_limit_counts_all_layers(tmp_path: Path) -> None:
         ),
     ):
         list(flatten(image))
+
+
+def test_tree_memory_ceiling_counts_implied_parents(tmp_path: Path) -> None:
+    """One member may imply ~2000 parent directories: they count against the memory ceiling."""
+    from eifbuild.rootfs import NODE_BYTES
+    from eifbuild.sources import Limits
+
+    deep = "/".join(["d"] * 2000) + "/f"  # 4001 bytes: one tar member, 2001 tree nodes
+    ref = simple_oci(tmp_path / "oci", [E.file(deep)])
+    budget = 2000 * (NODE_BYTES + 1)  # room for the 2000 implied dirs but not for f
+    with open_image(ref, limits=Limits(max_tree_bytes=budget + NODE_BYTES + 1)) as image:
+        assert len(list(flatten(image))) == 2001
+    with (
+        open_image(ref, limits=Limits(max_tree_bytes=budget)) as image,
+        pytest.raises(RootfsError, match=r"layer 0 .*needs more than 0 MiB of memory") as ei,
+    ):
+        list(flatten(image))
+    assert len(str(ei.value)) < 600  # the 4001-byte name is shortened in the message
+
+
+def test_tree_memory_ceiling_counts_names_and_link_targets(tmp_path: Path) -> None:
+    from eifbuild.rootfs import NODE_BYTES
+    from eifbuild.sources import Limits
+
+    layer = [E.symlink(f"s{i}", "t" * 1000) for i in range(10)]  # 10 x (2 + 1000) bytes
+    ref = simple_oci(tmp_path / "oci", layer)
+    exact = 10 * (NODE_BYTES + 2 + 1000)
+    with open_image(ref, limits=Limits(max_tree_bytes=exact)) as image:
+        assert len(list(flatten(image))) == 10
+    with (
+        open_image(ref, limits=Limits(max_tree_bytes=exact - 1)) as image,
+        pytest.raises(RootfsError, match=r"entry b's9': the image's file tree needs more"),
+    ):
+        list(flatten(image))
+
+
+def test_overlong_symlink_target_is_refused(tmp_path: Path) -> None:
+    ref = simple_oci(tmp_path / "oci", [E.symlink("s", "t" * 5000)])
+    with open_image(ref) as image, pytest.raises(RootfsError, match="symlink target longer"):
+        list(flatten(image))
