@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography import x509
 
+from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, EifFormatError, UsageError, VerificationError
 
 MAX_EXPECT_SIZE = 1 << 20
@@ -91,13 +92,7 @@ def load_expectations(path: str | os.PathLike[str]) -> dict[int, str]:
     """PCRs from a measurements JSON: ``{"Measurements": {...}}`` (as build/assemble/nitro-cli
     print it) or a bare ``{"PCR0": ..., ...}`` map (as eif_build prints it)."""
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_EXPECT_SIZE + 1)
-    except OSError as exc:
-        raise UsageError(f"--expect {p}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_EXPECT_SIZE:
-        raise UsageError(f"--expect {p}: larger than {MAX_EXPECT_SIZE} bytes")
+    raw = read_small_file(p, "--expect", MAX_EXPECT_SIZE, UsageError)
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -107,7 +107,7 @@ def test_assemble_defaults_are_deterministic(
     ("extra", "code", "fragment"),
     [
         (["--build-time", "yesterday"], 2, "not an RFC 3339"),
-        (["--metadata", "/nonexistent.json"], 1, "cannot read metadata"),
+        (["--metadata", "/nonexistent.json"], 1, "metadata file /nonexistent.json: cannot read"),
         (["--kernel-config", "/nonexistent.config"], 1, "cannot read kernel config"),
         (["--ramdisk", "/nonexistent-rd"], 1, "/nonexistent-rd: cannot read"),
         (["--arch", "mips"], 2, "invalid choice"),

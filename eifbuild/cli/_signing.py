@@ -80,3 +80,26 @@ def make_signer(args: argparse.Namespace) -> Signer | None:
         cert_name=f"signing certificate {cert}",
         allow_expired=bool(getattr(args, "allow_expired", False)),
     )
+
+
+def write_signed(eif: str, output: str | None, signer: Signer, desc: str) -> int:
+    """Sign ``eif`` into ``output`` (default: in place, atomically) and print the measurements.
+
+    Used by ``sign`` and ``attach-signature``; warns about tolerated header problems (a stale
+    signature size left by ``nitro-cli sign-eif``), which the output no longer has.
+    """
+    from eifbuild._progress import progress
+    from eifbuild.cli._common import info, print_json
+    from eifbuild.eif.reader import EifReader
+    from eifbuild.sign.rewrite import rewrite_signed
+
+    with EifReader(eif) as reader:
+        for warning in reader.warnings:
+            info(f"warning: {warning}")
+        total = sum(s.size for s in reader.sections)
+    out = output or eif
+    with progress(total=2 * total, desc=desc) as bar:
+        result, _ = rewrite_signed(eif, out, signer, progress=bar.update)
+    info(f"Signed EIF written to {out}")
+    print_json({"Measurements": result.measurements.as_nitro()})
+    return 0

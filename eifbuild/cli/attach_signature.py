@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from eifbuild._progress import progress
-from eifbuild.cli._common import info, print_json
 from eifbuild.errors import SigningError, VerificationError
 
 HELP = "attach a detached COSE signature to an EIF (detached signing, step 3)"
@@ -26,19 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eifbuild.eif.reader import EifReader
+    from eifbuild.cli._signing import write_signed
     from eifbuild.sign import check_certificate, signature_section, verify_signature
     from eifbuild.sign.keys import read_small_file
-    from eifbuild.sign.rewrite import rewrite_signed
 
     cert_name = f"signing certificate {args.signing_certificate}"
     cert_pem = read_small_file(args.signing_certificate, "signing certificate")
     cose = read_small_file(args.signature, "signature", MAX_COSE)
     check_certificate(cert_pem, cert_name, allow_expired=args.allow_expired)
-    with EifReader(args.eif) as reader:
-        for warning in reader.warnings:
-            info(f"warning: {warning}")
-        total = sum(s.size for s in reader.sections)
 
     def attach(pcr0_raw: bytes) -> bytes:
         """Runs inside the writer, before the output is renamed into place."""
@@ -52,9 +45,4 @@ def run(args: argparse.Namespace) -> int:
             )
         return signature_section(cert_pem, cose)
 
-    out = args.output or args.eif
-    with progress(total=2 * total, desc="Attaching") as bar:
-        result, _ = rewrite_signed(args.eif, out, attach, progress=bar.update)
-    info(f"Signed EIF written to {out}")
-    print_json({"Measurements": result.measurements.as_nitro()})
-    return 0
+    return write_signed(args.eif, args.output, attach, "Attaching")

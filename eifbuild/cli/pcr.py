@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from eifbuild.cli._common import print_json
+from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, UsageError
 from eifbuild.measure import file_pcr, pcr8_from_pem
 
@@ -27,23 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_pem(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_PEM_SIZE + 1)
-    except OSError as exc:
-        raise EifbuildError(f"{path}: cannot read certificate ({exc.strerror})") from None
-    if len(data) > MAX_PEM_SIZE:
-        raise EifbuildError(f"{path}: certificate file is larger than {MAX_PEM_SIZE} bytes")
-    return data
-
-
 def run(args: argparse.Namespace) -> int:
     chosen = [x for x in (args.file, args.input, args.signing_certificate) if x is not None]
     if len(chosen) != 1:
         raise UsageError("give exactly one of FILE, --input FILE or --signing-certificate PEM")
     if args.signing_certificate is not None:
-        pem = _read_pem(args.signing_certificate)
+        pem = read_small_file(args.signing_certificate, "certificate", MAX_PEM_SIZE)
         print_json({"PCR8": pcr8_from_pem(pem, args.signing_certificate)})
         return 0
     path = args.file if args.file is not None else args.input

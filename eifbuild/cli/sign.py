@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from eifbuild._progress import progress
-from eifbuild.cli._common import info, print_json
-from eifbuild.cli._signing import add_signing_arguments, make_signer
+from eifbuild.cli._signing import add_signing_arguments, make_signer, write_signed
 from eifbuild.errors import UsageError
 
 HELP = "sign an existing EIF (or replace its signature); PCR0/1/2 stay the same"
@@ -26,20 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eifbuild.eif.reader import EifReader
-    from eifbuild.sign.rewrite import rewrite_signed
-
     if not args.signing_certificate or not args.private_key:
         raise UsageError("sign needs --signing-certificate and --private-key")
     signer = make_signer(args)  # validates key, certificate and KMS access before writing
     assert signer is not None
-    with EifReader(args.eif) as reader:
-        for warning in reader.warnings:
-            info(f"warning: {warning}")
-        total = sum(s.size for s in reader.sections)
-    out = args.output or args.eif
-    with progress(total=2 * total, desc="Signing") as bar:
-        result, _ = rewrite_signed(args.eif, out, signer, progress=bar.update)
-    info(f"Signed EIF written to {out}")
-    print_json({"Measurements": result.measurements.as_nitro()})
-    return 0
+    return write_signed(args.eif, args.output, signer, "Signing")

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, EifFormatError
 
 MAX_CUSTOM_METADATA_SIZE = 4096  # eif_build / nitro-cli MAX_META_FILE_SIZE
@@ -200,13 +201,7 @@ def loads_json(data: bytes, name: str) -> Any:
 def load_custom_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a ``--metadata`` file: at most 4096 bytes, a JSON object."""
     p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            data = fh.read(MAX_CUSTOM_METADATA_SIZE + 1)
-    except OSError as exc:
-        raise MetadataError(f"{p}: cannot read metadata file ({exc.strerror})") from None
-    if len(data) > MAX_CUSTOM_METADATA_SIZE:
-        raise MetadataError(f"{p}: metadata file is larger than {MAX_CUSTOM_METADATA_SIZE} bytes")
+    data = read_small_file(p, "metadata file", MAX_CUSTOM_METADATA_SIZE, MetadataError)
     value = loads_json(data, str(p))
     if not isinstance(value, dict):
         raise MetadataError(f"{p}: custom metadata must be a JSON object")

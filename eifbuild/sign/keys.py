@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from eifbuild.eif import smallfile
 from eifbuild.errors import SigningError, VerificationError
 from eifbuild.sign.cose import Alg, alg_for_curve
 
@@ -48,15 +48,7 @@ class KeyBackend(Protocol):
 
 def read_small_file(path: str | os.PathLike[str], what: str, limit: int = MAX_PEM_SIZE) -> bytes:
     """Read a small input file (key, certificate, payload) with a size bound."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        raise SigningError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise SigningError(f"{what} {p}: larger than {limit} bytes")
-    return data
+    return smallfile.read_small_file(path, what, limit, SigningError)
 
 
 def alg_for_public_key(pub: object, what: str) -> Alg:
