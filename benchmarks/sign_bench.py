@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -28,7 +29,7 @@ def make_inputs(d: Path, size_mib: int) -> None:
     from eifbuild.eif.metadata import encode_metadata
     from eifbuild.eif.writer import write_eif
 
-    def ramdisk() -> object:
+    def ramdisk() -> Iterator[bytes]:
         block = os.urandom(CHUNK)
         return (block for _ in range(size_mib))
 
@@ -39,7 +40,7 @@ def make_inputs(d: Path, size_mib: int) -> None:
         cmdline="console=ttyS0",
         metadata=meta,
         ramdisks=[b"rd0" * 1000, ramdisk],
-    )  # type: ignore[list-item]
+    )
     key = ec.generate_private_key(ec.SECP384R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
     now = dt.datetime.now(dt.UTC)
