@@ -30,6 +30,7 @@ from eifbuild.eif.writer import EifResult, Signer, write_eif
 from eifbuild.errors import ImageSourceError
 from eifbuild.model import Entry, ImageConfig
 from eifbuild.ramdisk import DECISIONS, bootstrap_stream, customer_stream, list_file
+from eifbuild.sources._blobs import Limits
 
 BUILD_TOOL = "eifbuild"
 
@@ -63,6 +64,7 @@ class BuildRequest:
     metadata: str | None = None
     clamp_mtime: int | None = None
     signer: Signer | None = None
+    limits: Limits | None = None  # ceilings for hostile images (default: DEFAULT_LIMITS)
 
 
 @dataclass
@@ -141,7 +143,10 @@ def _open(req: BuildRequest) -> Any:
     from eifbuild.sources import open_image
 
     return open_image(
-        req.image, arch=req.arch, docker_dir=Path(req.docker_dir) if req.docker_dir else None
+        req.image,
+        arch=req.arch,
+        docker_dir=Path(req.docker_dir) if req.docker_dir else None,
+        limits=req.limits,
     )
 
 

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -446,3 +447,38 @@ def test_descriptor_size_must_match_blob(tmp_path: Path) -> None:
         match=rf"layer 0: blob sha256:{blob.name} is \d+ bytes, descriptor says \d+",
     ):
         open_image(ref)
+
+
+@pytest.mark.parametrize(
+    ("option", "pattern"),
+    [
+        (["--max-expanded-mib", "1"], r"layer 0 .*expands beyond the 1048576-byte layer limit"),
+        (["--max-entries", "2"], r"more than 2 entries"),
+        (["--max-tree-mib", "1"], r"file tree needs more than 1 MiB of memory"),
+    ],
+)
+def test_cli_limits_are_configurable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], pattern: str
+) -> None:
+    """The ceilings against hostile images can be set from the command line (rootfs and build)."""
+    from eifbuild.cli import main
+
+    layer = [E.file("zeros", bytes(2 << 20))] + [E.file(f"f{i:05d}") for i in range(5000)]
+    ref = simple_oci(tmp_path / "oci", layer, compression="gzip")
+    assert main(["rootfs", ref, "--no-hash"]) == 0
+    capsys.readouterr()
+    from tests.test_build_blobs import make_blobs
+
+    blobs = str(make_blobs(tmp_path / "blobs"))
+    for argv in (["rootfs", ref], ["build", ref, "--blobs", blobs, "-o", str(tmp_path / "o.eif")]):
+        assert main([*argv, *option]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(pattern, err), err
+    assert not (tmp_path / "o.eif").exists()
+
+
+def test_cli_limits_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    from eifbuild.cli import main
+
+    assert main(["rootfs", "oci:/nonexistent", "--max-entries", "0"]) == 2
+    assert "--max-entries 0: must be a positive number" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from eifbuild._epoch import source_date_epoch
 from eifbuild._progress import set_quiet
 from eifbuild.cli._common import info, print_json
 from eifbuild.errors import UsageError
+from eifbuild.sources import add_limit_arguments, limits_from_args
 
 HELP = "build an EIF from a container image (PCRs identical to nitro-cli build-enclave)"
 DESCRIPTION = """Build an EIF v4 from a container image without Docker or linuxkit.
@@ -57,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="clamp image mtimes to EPOCH (default: SOURCE_DATE_EPOCH); changes PCR2",
     )
     p.add_argument("--json", action="store_true", help="print a full build record as JSON")
+    add_limit_arguments(p)
     try:
         from eifbuild.cli._signing import add_signing_arguments
     except ImportError:  # pragma: no cover - signing stage absent
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         clamp_mtime=clamp_value(args.clamp_mtime),
         signer=make_signer(args),
+        limits=limits_from_args(args),
     )
     report = build(req)
     for w in report.warnings:

@@ -13,7 +13,7 @@ from typing import Any
 from eifbuild._progress import progress
 from eifbuild.model import Entry, EntryType
 from eifbuild.rootfs import docker_export_entries, flatten
-from eifbuild.sources import open_image
+from eifbuild.sources import add_limit_arguments, limits_from_args, open_image
 
 HELP = "list the flattened rootfs of a container image as JSON lines"
 DESCRIPTION = """List the merged root filesystem of IMAGE (the view a container sees), one JSON
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="list what `docker export` would contain (add Docker's init layer and WorkingDir)",
     )
     parser.add_argument("--no-hash", action="store_true", help="do not read contents for sha256")
+    add_limit_arguments(parser)
 
 
 def _text(raw: bytes, key: str, out: dict[str, Any]) -> None:
@@ -88,7 +89,8 @@ def listing(entries: Iterable[Entry], hash_content: bool = True) -> list[dict[st
 
 def run(args: argparse.Namespace) -> int:
     warnings: list[str] = []
-    with open_image(args.image, arch=args.arch, docker_dir=args.docker_dir) as image:
+    limits = limits_from_args(args)
+    with open_image(args.image, arch=args.arch, docker_dir=args.docker_dir, limits=limits) as image:
         make = docker_export_entries if args.export else flatten
         records = listing(make(image, warn=warnings.append), hash_content=not args.no_hash)
     out = sys.stdout

@@ -13,6 +13,8 @@ Use ``with open_image(...) as image:`` (or ``image.close()``) to remove temp fil
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from pathlib import Path
 
 from eifbuild.errors import ImageSourceError, UsageError
@@ -24,6 +26,8 @@ __all__ = [
     "Image",
     "Layer",
     "Limits",
+    "add_limit_arguments",
+    "limits_from_args",
     "normalize_arch",
     "open_image",
     "parse_reference",
@@ -49,6 +53,51 @@ def parse_reference(ref: str) -> tuple[str, str, str | None]:
         return transport, rest, None
     location, _, inner = rest.partition(":")
     return transport, location, inner or None
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-expanded-mib``, ``--max-entries``, ``--max-tree-mib`` (ceilings for hostile images)."""
+    d = DEFAULT_LIMITS
+    g = parser.add_argument_group("limits (against hostile images)")
+    g.add_argument(
+        "--max-expanded-mib",
+        type=int,
+        metavar="MIB",
+        help="refuse layers whose uncompressed size adds up to more than MIB "
+        f"(decompression bombs; default {d.max_total_bytes >> 20})",
+    )
+    g.add_argument(
+        "--max-entries",
+        type=int,
+        metavar="N",
+        help=f"refuse images with more than N tar entries over all layers (default {d.max_entries})",
+    )
+    g.add_argument(
+        "--max-tree-mib",
+        type=int,
+        metavar="MIB",
+        help="memory ceiling for the merged file tree; the process needs about 100 MiB more "
+        f"(default {d.max_tree_bytes >> 20})",
+    )
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """The :class:`Limits` the options of :func:`add_limit_arguments` ask for."""
+    changes: dict[str, int] = {}
+    for opt, key, shift in (
+        ("max_expanded_mib", "max_total_bytes", 20),
+        ("max_entries", "max_entries", 0),
+        ("max_tree_mib", "max_tree_bytes", 20),
+    ):
+        value = getattr(args, opt, None)
+        if value is None:
+            continue
+        if value <= 0:
+            raise UsageError(f"--{opt.replace('_', '-')} {value}: must be a positive number")
+        changes[key] = value << shift
+    if "max_total_bytes" in changes:
+        changes["max_layer_bytes"] = min(DEFAULT_LIMITS.max_layer_bytes, changes["max_total_bytes"])
+    return dataclasses.replace(DEFAULT_LIMITS, **changes)
 
 
 def open_image(
