@@ -339,3 +339,25 @@ def test_access_denied_by_iam_policy(
         capsys, eif, out, cert, meta["Arn"], kms_endpoint, "--kms-message-type", "raw"
     )
     assert rc == 1 and "DescribeKey failed" in err and not out.exists()
+
+
+def test_denied_in_place_resign_keeps_the_signed_input(
+    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Replacing a signature in place with a KMS key that then fails to Sign (moto's DIGEST
+    answer does not verify; a disabled key) never leaves the EIF unsigned or changed."""
+    key, cert = sigref.make_cert(tmp_path, name="local")
+    eif = make_eif(tmp_path / "s.eif")
+    assert main(["sign", str(eif), "--signing-certificate", str(cert),
+                 "--private-key", str(key)]) == 0  # fmt: skip
+    before = eif.read_bytes()
+    sigref.verify_eif(eif, cert.read_bytes())
+    meta = _create_key(kms)
+    kms_cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    capsys.readouterr()
+    rc = main(["sign", str(eif), "--signing-certificate", str(kms_cert), "--private-key",
+               meta["Arn"], "--kms-endpoint", kms_endpoint])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "does not verify" in err and "Traceback" not in err
+    assert eif.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
