@@ -2,9 +2,14 @@
 
 The EIF's kernel, cmdline and ramdisks are extracted (streamed to a private temp directory;
 the ramdisks concatenated into one ``-initrd``, which is what the Nitro loader does) and
-booted with ``qemu-system-x86_64 -machine q35 -accel tcg -cpu max`` and the EIF's own
-measured cmdline. The serial console is captured. With nitro-cli's cmdline (``reboot=k``)
-and ``-no-reboot``, the init's final ``reboot(RB_AUTOBOOT)`` ends QEMU.
+booted with the EIF's own measured cmdline under ``qemu-system-x86_64 -machine q35`` (x86_64
+EIFs) or ``qemu-system-aarch64 -machine virt`` (aarch64 EIFs, header flag 1), both with
+``-accel tcg -cpu max``. The serial console is captured. With ``-no-reboot``, the init's final
+``reboot(RB_AUTOBOOT)`` ends QEMU.
+
+QEMU's ``virt`` board has only a PL011 UART (``ttyAMA0``), while nitro-cli's aarch64 cmdline
+names ``console=ttyS0`` (the 8250 UART Nitro provides), so boot-test appends
+``console=ttyAMA0`` to the cmdline it passes to QEMU for aarch64; the EIF is not changed.
 
 What this proves: the kernel boots, both ramdisks unpack, the init switches to ``/rootfs``,
 and the command runs with its ``/env``. What it cannot prove: the vsock heartbeat, NSM
@@ -27,11 +32,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from eifbuild.eif.format import SectionType
+from eifbuild.eif.reader import EifReader
 from eifbuild.elfcheck import check_kernel
 from eifbuild.errors import BootTestError, EifbuildError
 
-QEMU = "qemu-system-x86_64"
-QEMU_PACKAGE = "qemu-system-x86"
+# Per EIF architecture: QEMU binary, Debian package, machine options, console to add.
+QEMU_BY_ARCH: dict[str, tuple[str, str]] = {
+    "x86_64": ("qemu-system-x86_64", "qemu-system-x86"),
+    "aarch64": ("qemu-system-aarch64", "qemu-system-arm"),
+}
+_MACHINE = {"x86_64": "q35", "aarch64": "virt"}
+_EXTRA_CMDLINE = {"x86_64": "", "aarch64": " console=ttyAMA0"}
+QEMU, QEMU_PACKAGE = QEMU_BY_ARCH["x86_64"]
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MEMORY_MIB = 512
 MAX_CONSOLE_BYTES = 8 * 1024 * 1024  # keep the tail beyond this
@@ -62,25 +75,40 @@ class BootResult:
         return asdict(self)
 
 
-def qemu_binary(qemu: str = QEMU) -> str:
-    """Path of the QEMU binary, or a one-line error naming the Debian package."""
-    found = shutil.which(qemu)
+def _check_arch(arch: str) -> None:
+    if arch not in QEMU_BY_ARCH:
+        raise BootTestError(f"boot-test: unsupported architecture {arch!r}")
+
+
+def qemu_binary(qemu: str | None = None, arch: str = "x86_64") -> str:
+    """Path of the QEMU binary for ``arch``, or a one-line error naming the Debian package."""
+    _check_arch(arch)
+    default, package = QEMU_BY_ARCH[arch]
+    name = qemu or default
+    found = shutil.which(name)
     if found is None:
         raise BootTestError(
-            f"{qemu} not found: install the Debian package {QEMU_PACKAGE} "
-            f"(apt-get install --no-install-recommends {QEMU_PACKAGE})"
+            f"{name} not found: install the Debian package {package} "
+            f"(apt-get install --no-install-recommends {package})"
         )
     return found
 
 
 def qemu_command(
-    qemu: str, kernel: Path, initrd: Path, cmdline: str, memory_mib: int = DEFAULT_MEMORY_MIB
+    qemu: str,
+    kernel: Path,
+    initrd: Path,
+    cmdline: str,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
+    arch: str = "x86_64",
 ) -> list[str]:
+    """The QEMU command line that boots ``kernel`` + ``initrd`` for an ``arch`` EIF."""
+    _check_arch(arch)
     return [
         qemu,
-        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
+        "-machine", _MACHINE[arch], "-accel", "tcg", "-cpu", "max", "-smp", "1",
         "-m", str(memory_mib),
-        "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline + _EXTRA_CMDLINE[arch],
         "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-monitor", "none",
     ]  # fmt: skip
 
@@ -161,17 +189,18 @@ def run_qemu(
     expect: str | None = None,
     expect_status: int | None = None,
     memory_mib: int = DEFAULT_MEMORY_MIB,
-    qemu: str = QEMU,
+    qemu: str | None = None,
     on_output: OnOutput | None = None,
+    arch: str = "x86_64",
 ) -> BootResult:
     """Boot ``kernel`` + ``initrd`` with ``cmdline``; never waits longer than ``timeout``."""
     if timeout <= 0:
         raise BootTestError(f"--timeout {timeout} must be positive")
     if not 64 <= memory_mib <= 1 << 20:
         raise BootTestError(f"--memory {memory_mib} MiB is outside 64..1048576")
-    binary = qemu_binary(qemu)
-    check_kernel(kernel, "x86_64")
-    cmd = qemu_command(binary, kernel, initrd, cmdline, memory_mib)
+    binary = qemu_binary(qemu, arch)
+    check_kernel(kernel, arch)
+    cmd = qemu_command(binary, kernel, initrd, cmdline, memory_mib, arch)
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd,
@@ -208,17 +237,30 @@ def _write_stream(path: Path, chunks: Iterable[bytes]) -> int:
     return n
 
 
-def extract_boot_files(eif: Path, workdir: Path) -> tuple[Path, Path, str]:
+@dataclass(frozen=True)
+class BootFiles:
+    """What :func:`extract_boot_files` took out of an EIF."""
+
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    arch: str
+
+
+def eif_arch(eif: Path) -> str:
+    """``x86_64`` or ``aarch64``, from the EIF header's flags (spec eif-format.md §11)."""
+    with EifReader(eif) as reader:
+        arch = str(reader.arch.value)
+    if arch not in QEMU_BY_ARCH:
+        raise BootTestError(f"{eif} is an {arch} EIF; boot-test runs x86_64 and aarch64")
+    return arch
+
+
+def extract_boot_files(eif: Path, workdir: Path) -> BootFiles:
     """Stream the kernel and the concatenated ramdisks of ``eif`` into ``workdir``."""
-    try:
-        from eifbuild.eif.format import Arch, SectionType
-        from eifbuild.eif.reader import EifReader
-    except ImportError as exc:  # pragma: no cover - only while the reader is being written
-        raise BootTestError(f"cannot read {eif}: the EIF reader is unavailable ({exc})") from None
     kernel, initrd = workdir / "kernel", workdir / "initrd"
     with EifReader(eif) as reader:
-        if reader.arch is not Arch.X86_64:
-            raise BootTestError(f"{eif} is an {reader.arch.value} EIF; boot-test runs x86_64 only")
+        arch = str(reader.arch.value)
         cmdline = reader.cmdline()
         ramdisks = 0
         for section in reader.sections:
@@ -230,7 +272,7 @@ def extract_boot_files(eif: Path, workdir: Path) -> tuple[Path, Path, str]:
     if not kernel.exists() or ramdisks == 0:
         raise BootTestError(f"{eif} has no kernel or no ramdisk section: nothing to boot")
     text = cmdline.rstrip(b"\0").decode("utf-8", "replace")
-    return kernel, initrd, text
+    return BootFiles(kernel, initrd, text, arch)
 
 
 @dataclass
@@ -255,29 +297,30 @@ def boot_test(
     expect: str | None = None,
     expect_status: int | None = None,
     memory_mib: int = DEFAULT_MEMORY_MIB,
-    qemu: str = QEMU,
+    qemu: str | None = None,
     on_output: OnOutput | None = None,
 ) -> BootResult:
-    """Boot ``eif`` under QEMU and return the verdict (see :class:`BootResult`)."""
+    """Boot ``eif`` under QEMU for its architecture and return the verdict."""
     path = Path(eif)
     if not path.is_file():
         raise BootTestError(f"{path}: no such EIF file")
-    qemu_binary(qemu)  # fail early, before extracting anything
     with _tempdir() as work:
         try:
-            kernel, initrd, cmdline = extract_boot_files(path, work)
+            qemu_binary(qemu, eif_arch(path))  # fail early, before extracting anything
+            files = extract_boot_files(path, work)
         except BootTestError:
             raise
         except EifbuildError as exc:
             raise BootTestError(f"cannot boot {path}: {exc}") from None
         return run_qemu(
-            kernel,
-            initrd,
-            cmdline,
+            files.kernel,
+            files.initrd,
+            files.cmdline,
             timeout=timeout,
             expect=expect,
             expect_status=expect_status,
             memory_mib=memory_mib,
             qemu=qemu,
             on_output=on_output,
+            arch=files.arch,
         )

@@ -8,10 +8,11 @@ import sys
 from eifbuild.boottest import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, boot_test
 from eifbuild.cli._common import print_json
 
-HELP = "boot an EIF under qemu-system-x86_64 (q35, TCG) and report the command's exit status"
+HELP = "boot an EIF under QEMU (TCG, x86_64 or aarch64) and report the command's exit status"
 DESCRIPTION = (
     "Extract the kernel, cmdline and ramdisks of EIF and boot them under QEMU with the EIF's "
-    "own cmdline. Prints the serial console, the exit status of the command as eifbuild's "
+    "own cmdline: qemu-system-x86_64 -machine q35 for x86_64 EIFs, qemu-system-aarch64 "
+    "-machine virt (console=ttyAMA0 appended: virt has no 8250 UART) for aarch64 EIFs. Prints the serial console, the exit status of the command as eifbuild's "
     "init reports it, and a verdict (exit 0 if it passed). Cannot test the vsock heartbeat "
     "or NSM (no Nitro hardware)."
 )
@@ -29,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory", type=int, default=DEFAULT_MEMORY_MIB, help="guest MiB (default %(default)s)"
     )
-    parser.add_argument("--qemu", default="qemu-system-x86_64", help="QEMU binary")
+    parser.add_argument(
+        "--qemu",
+        default=None,
+        help="QEMU binary (default: qemu-system-x86_64 or qemu-system-aarch64, by the EIF's arch)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON verdict (with the log)")
 
 
