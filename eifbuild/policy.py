@@ -94,7 +94,7 @@ def environment(autoescape: bool) -> jinja2.Environment:
 
 def _user_template(path: str | os.PathLike[str]) -> jinja2.Template:
     try:
-        with open(path, "rb") as fh:
+        with open_regular(Path(path), f"{path}: template") as fh:
             raw = fh.read(MAX_TEMPLATE_SIZE + 1)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read template ({exc.strerror})") from None

@@ -280,6 +280,7 @@ def test_custom_templates(
         "[1]": "rendered policy is not a JSON object",
         "{{ nope }}": "template failed to render",
         "{% for %}": "invalid template",
+        "x" * (1 << 20) + "x": "template is larger than 1048576 bytes",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.j2"
@@ -287,6 +288,10 @@ def test_custom_templates(
         rc, out, err = run([path, *BASE, "--template", str(bad), "-o", str(out_file)], capsys)
         assert rc == 1 and out == "" and message in err and err.count("\n") == 1, (text, err)
         assert not out_file.exists()
+    fifo = tmp_path / "t.fifo"
+    os.mkfifo(fifo)
+    rc, out, err = run([path, *BASE, "--template", str(fifo)], capsys)
+    assert rc == 1 and "t.fifo: template: not a regular file" in err
 
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
