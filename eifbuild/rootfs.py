@@ -330,35 +330,81 @@ def _opener(path: str, off: int, size: int) -> Callable[[], Iterator[bytes]]:
     return lambda: region.chunks()
 
 
-def walk(tree: Tree, warn: Warn | None = None) -> Iterator[Entry]:
-    """The tree in docker-export order (see the module docstring)."""
-    first_path: dict[int, bytes] = {}
-    xattr_names: set[str] = set()
-    xattr_count = 0
-    root = tree.root
+def _export_order(root: Node) -> Iterator[tuple[bytes, Node]]:
+    """Pre-order depth-first, each directory's children in byte order (docker export)."""
     assert root.children is not None
-    stack: list[tuple[bytes, Node]] = [
-        (name, root.children[name]) for name in sorted(root.children, reverse=True)
-    ]
+    stack = [(name, root.children[name]) for name in sorted(root.children, reverse=True)]
     while stack:
         path, node = stack.pop()
+        yield path, node
+        if node.children is not None:
+            for name in sorted(node.children, reverse=True):
+                stack.append((path + b"/" + name, node.children[name]))
+
+
+def _path_order(root: Node) -> Iterator[tuple[bytes, Node]]:
+    """Every path in byte order of the whole path (``a``, ``a-b``, ``a/x``), streaming.
+
+    A directory's subtree is one contiguous run in that order, sorting as ``name + b"/"``; so
+    each directory contributes its children (key ``name``) and their subtrees (``name/``).
+    """
+    stack: list[tuple[bytes, bool, bytes, Node]] = []
+
+    def expand(prefix: bytes, node: Node) -> None:
+        assert node.children is not None
+        items = [(name, False, prefix + name, child) for name, child in node.children.items()]
+        items += [
+            (name + b"/", True, prefix + name, child)
+            for name, child in node.children.items()
+            if child.children
+        ]
+        stack.extend(sorted(items, key=lambda item: item[0], reverse=True))
+
+    expand(b"", root)
+    while stack:
+        _, subtree, path, node = stack.pop()
+        if subtree:
+            expand(path + b"/", node)
+        else:
+            yield path, node
+
+
+def _first_paths(root: Node) -> dict[int, bytes]:
+    """The docker-export-order first path of every multiply-linked inode."""
+    first: dict[int, bytes] = {}
+    for path, node in _export_order(root):
+        if node.children is None and node.inode.nlink > 1:
+            first.setdefault(id(node.inode), path)
+    return first
+
+
+def walk(tree: Tree, warn: Warn | None = None, *, order: str = "export") -> Iterator[Entry]:
+    """The tree as Entries, in docker-export order (see the module docstring).
+
+    ``order="path"`` yields the same entries sorted by whole path bytes instead (the
+    ``eifbuild rootfs`` listing), streaming; hard links still name their export-order first path.
+    """
+    if order not in ("export", "path"):
+        raise ValueError(f"unknown order {order!r}")
+    by_path = order == "path"
+    first_path = _first_paths(tree.root) if by_path else {}
+    xattr_names: set[str] = set()
+    xattr_count = 0
+    for path, node in _path_order(tree.root) if by_path else _export_order(tree.root):
         ino = node.inode
         if ino.xattrs:
             xattr_count += 1
             xattr_names.update(ino.xattrs)
         if node.children is not None:
             yield Entry(path, EntryType.DIR, ino.mode, ino.uid, ino.gid, ino.mtime)
-            for name in sorted(node.children, reverse=True):
-                stack.append((path + b"/" + name, node.children[name]))
             continue
         if ino.nlink > 1:
-            first = first_path.get(id(ino))
-            if first is not None:
+            first = first_path.setdefault(id(ino), path)
+            if first != path:
                 yield Entry(
                     path, EntryType.HARDLINK, ino.mode, ino.uid, ino.gid, ino.mtime, linkname=first
                 )
                 continue
-            first_path[id(ino)] = path
         yield Entry(
             path,
             ino.type,
@@ -382,10 +428,10 @@ def walk(tree: Tree, warn: Warn | None = None) -> Iterator[Entry]:
 
 
 def flatten(
-    image: Image, *, limits: Limits | None = None, warn: Warn | None = None
+    image: Image, *, limits: Limits | None = None, warn: Warn | None = None, order: str = "export"
 ) -> Iterator[Entry]:
-    """The merged rootfs of ``image`` as an Entry stream in docker-export order."""
-    return walk(merge(image, limits=limits), warn)
+    """The merged rootfs of ``image`` as an Entry stream (docker-export order by default)."""
+    return walk(merge(image, limits=limits), warn, order=order)
 
 
 # --- docker create / docker export emulation -------------------------------------------------
@@ -531,6 +577,7 @@ def docker_export(
     limits: Limits | None = None,
     warn: Warn | None = None,
     mtime: int = WALLCLOCK_MTIME,
+    order: str = "export",
 ) -> Export:
     """What ``docker export`` of a container created from ``image`` contains.
 
@@ -544,7 +591,7 @@ def docker_export(
     lim = limits or image.limits or DEFAULT_LIMITS
     tree = merge(image, limits=lim)
     created = add_init_layer(tree, image.config.working_dir, mtime=mtime, limits=lim)
-    return Export(walk(tree, warn), created)
+    return Export(walk(tree, warn, order=order), created)
 
 
 def docker_export_entries(
@@ -553,6 +600,7 @@ def docker_export_entries(
     limits: Limits | None = None,
     warn: Warn | None = None,
     mtime: int = WALLCLOCK_MTIME,
+    order: str = "export",
 ) -> Iterator[Entry]:
     """The entries of :func:`docker_export`."""
-    return docker_export(image, limits=limits, warn=warn, mtime=mtime).entries
+    return docker_export(image, limits=limits, warn=warn, mtime=mtime, order=order).entries

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from imagegen import E, simple_oci
 
 from eifbuild.errors import RootfsError
@@ -409,3 +411,49 @@ def test_overlong_symlink_target_is_refused(tmp_path: Path) -> None:
     ref = simple_oci(tmp_path / "oci", [E.symlink("s", "t" * 5000)])
     with open_image(ref) as image, pytest.raises(RootfsError, match="symlink target longer"):
         list(flatten(image))
+
+
+def _entry_tuple(e: Entry) -> tuple[object, ...]:
+    return (e.path, e.type, e.mode, e.uid, e.gid, e.mtime, e.size, e.linkname)
+
+
+def test_path_order_is_sorted_export_order_with_export_link_targets(tmp_path: Path) -> None:
+    layer = [
+        E.dir("a"),
+        E.file("a/x", b"data"),
+        E.dir("a/x.d"),
+        E.file("a/x.d/y"),
+        E.file("a-b"),
+        E.hardlink("a.c", "a/x"),  # sorts before a/x by whole path; a/x comes first in export
+        E.dir("b"),
+    ]
+    ref = simple_oci(tmp_path / "oci", layer, config={"Cmd": ["x"]})
+    with open_image(ref) as image:
+        export = [_entry_tuple(e) for e in docker_export_entries(image)]
+        by_path = [_entry_tuple(e) for e in docker_export_entries(image, order="path")]
+    assert by_path == sorted(export, key=lambda t: t[0])
+    assert [t[0] for t in by_path] != [t[0] for t in export]
+    link = next(t for t in by_path if t[0] == b"a.c")
+    assert link[1] is EntryType.HARDLINK and link[7] == b"a/x"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "a-", "a.", "b", "a0", "-", "Z"]), min_size=1, max_size=4),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_path_order_matches_sorting_for_any_tree(tmp_path: Path, names: list[list[str]]) -> None:
+    leaves = {"/".join(p) for p in names}
+    dirs = {"/".join(p[:i]) for p in names for i in range(1, len(p))}
+    layer = [E.dir(d) for d in sorted(dirs)] + [E.file(f) for f in sorted(leaves - dirs)]
+    root = tmp_path / f"oci{len(list(tmp_path.iterdir()))}"
+    ref = simple_oci(root, layer)
+    with open_image(ref) as image:
+        export = [_entry_tuple(e) for e in flatten(image)]
+        by_path = [_entry_tuple(e) for e in flatten(image, order="path")]
+    assert by_path == sorted(export, key=lambda t: t[0])

@@ -90,12 +90,16 @@ def listing(entries: Iterable[Entry], hash_content: bool = True) -> list[dict[st
 def run(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     limits = limits_from_args(args)
+    out = sys.stdout
     with open_image(args.image, arch=args.arch, docker_dir=args.docker_dir, limits=limits) as image:
         make = docker_export_entries if args.export else flatten
-        records = listing(make(image, warn=warnings.append), hash_content=not args.no_hash)
-    out = sys.stdout
-    for rec in records:
-        out.write(json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n")
+        # order="path" streams the entries already sorted: memory stays bounded by the tree.
+        entries = make(image, warn=warnings.append, order="path")
+        with progress(desc="rootfs", unit="entries") as bar:
+            for e in entries:
+                rec = entry_record(e, hash_content=not args.no_hash)
+                out.write(json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n")
+                bar.update(1)
     out.flush()
     for w in warnings:
         print(f"eifbuild: warning: {w}", file=sys.stderr)
