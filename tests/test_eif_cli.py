@@ -90,6 +90,26 @@ def test_assemble_options_and_describe(
     assert built["PCR2"] == ref_pcr(r1)
 
 
+def test_describe_keeps_build_fields_over_clashing_custom_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    custom = tmp_path / "custom.json"
+    custom.write_text('{"BuildTime": "spoofed", "DockerInfo": 1, "extra": true}')
+    out = tmp_path / "o.eif"
+    args = ["--output", str(out), "--metadata", str(custom), "--build-time", "2024-01-01T00:00:00Z"]
+    assert run(capsys, "assemble", *inputs(tmp_path), *args)[0] == 0
+    rc, stdout, err = run(capsys, "describe", str(out))
+    assert rc == 0
+    meta = json.loads(stdout)["Metadata"]
+    assert (meta["BuildTime"], meta["DockerInfo"], meta["extra"]) == (
+        "2024-01-01T00:00:00Z",
+        None,
+        True,
+    )
+    assert list(meta)[-1] == "extra"
+    assert "'BuildTime' clashes" in err and "'DockerInfo' clashes" in err
+
+
 def test_assemble_defaults_are_deterministic(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,25 @@ def _signature_fields(reader: EifReader, scan: ScanResult) -> tuple[dict[str, An
     return dict(cert_info), bool(ok)
 
 
+def _with_custom(flat: dict[str, Any], custom: Any, name: str) -> dict[str, Any]:
+    """nitro-cli flattens CustomMetadata's keys into Metadata after the build fields.
+
+    A custom key equal to a build field would appear twice in nitro-cli's output (and a JSON
+    parser keeps the last, i.e. the custom value): here the recorded build value is kept and
+    the clash is reported on stderr.
+    """
+    if not isinstance(custom, dict):
+        return flat
+    for key, value in _sorted_json(custom).items():
+        if key in flat:
+            info(
+                f"warning: {name}: CustomMetadata key {key!r} clashes with a build field; not shown"
+            )
+        else:
+            flat[key] = value
+    return flat
+
+
 def describe(reader: EifReader, with_sections: bool = False) -> dict[str, Any]:
     """The describe-eif document for an open reader (one streaming pass)."""
     total = sum(s.size for s in reader.sections)
@@ -69,10 +88,7 @@ def describe(reader: EifReader, with_sections: bool = False) -> dict[str, Any]:
         out["ImageVersion"] = meta["ImageVersion"]
         flat: dict[str, Any] = {k: meta["BuildMetadata"][k] for k in BUILD_KEYS}
         flat["DockerInfo"] = _sorted_json(meta.get("DockerInfo"))
-        custom = meta.get("CustomMetadata")
-        if isinstance(custom, dict):
-            flat.update(_sorted_json(custom))
-        out["Metadata"] = flat
+        out["Metadata"] = _with_custom(flat, meta.get("CustomMetadata"), reader.name)
     if with_sections:
         out["Sections"] = [
             {"Index": s.index, "Type": s.type.label, "Offset": s.offset, "Size": s.size}
