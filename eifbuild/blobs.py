@@ -65,13 +65,19 @@ class Blobs:
     modules: tuple[Path, ...] = ()  # from <blobs>/modules_load_order, in load order
 
 
-def _regular_file(path: Path, what: str) -> Path:
+def stat_regular(path: Path, what: str) -> os.stat_result:
+    """``stat`` of a blob that must be a regular file (symlinks followed), else BlobsError."""
     try:
         st = path.stat()
     except OSError as exc:
         raise BlobsError(f"{path}: {what} cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
         raise BlobsError(f"{path}: {what} is not a regular file")
+    return st
+
+
+def _regular_file(path: Path, what: str) -> Path:
+    stat_regular(path, what)
     return path
 
 

@@ -13,10 +13,10 @@ and in the constants right below it, so each can be changed with one edit.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from eifbuild.blobs import stat_regular
 from eifbuild.cpio import (
     S_IFBLK,
     S_IFCHR,
@@ -98,12 +98,7 @@ def file_opener(path: Path) -> ContentOpener:
 
 
 def _blob_member(name: bytes, path: Path, perm: int) -> Member:
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise BlobsError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BlobsError(f"{path}: not a regular file")
+    st = stat_regular(path, name.decode("utf-8", "replace"))
     return Member(
         name, S_IFREG, perm, mtime=LINUXKIT_MTIME, size=st.st_size, opener=file_opener(path)
     )

@@ -215,7 +215,7 @@ def test_bootstrap_modules_form_and_builtin_nsm(tmp_path: Path) -> None:
     assert e[4].data == b"virtio.ko\nnsm.ko\n"
     e = parse(b"".join(bootstrap_stream(tmp_path / "init", None)))
     assert [x.name for x in e] == [b"dev", b"init", b"TRAILER!!!"]
-    with pytest.raises(BlobsError, match="cannot read"):
+    with pytest.raises(BlobsError, match="init cannot be read"):
         b"".join(bootstrap_stream(tmp_path / "missing", None))
 
 
