@@ -65,6 +65,7 @@ class BuildRequest:
     clamp_mtime: int | None = None
     signer: Signer | None = None
     limits: Limits | None = None  # ceilings for hostile images (default: DEFAULT_LIMITS)
+    entrypoint_mode: str = "nitro"  # nitro: Cmd else Entrypoint; docker: Entrypoint + Cmd
 
 
 @dataclass
@@ -194,7 +195,7 @@ def build(req: BuildRequest) -> BuildReport:
     with _open(req) as image:
         config: ImageConfig = image.config
         blobs = _blobs(req, config.architecture)
-        cmd, env, warnings = select_cmd_env(config, "nitro")
+        cmd, env, warnings = select_cmd_env(config, req.entrypoint_mode, req.image)
         cmd_bytes, env_bytes = list_file(cmd), list_file(env)
         metadata = _metadata(req, image, blobs)
         with progress(desc="reading layers", unit="layer", total=len(image.layers)) as bar:
@@ -267,6 +268,9 @@ def _record(
         "inputs": inputs,
         "cmd": cmd,
         "env": env,
+        "entrypoint_mode": req.entrypoint_mode,
+        "working_dir": image.config.working_dir,
+        "user": image.config.user,
         "clamp_mtime": req.clamp_mtime,
         "build_tool": {"name": BUILD_TOOL, "version": __version__},
     }

@@ -236,6 +236,7 @@ def test_image_without_cmd_or_entrypoint_fails_cleanly(
     out = tmp_path / "o.eif"
     rc, stdout, err = run_cli(["build", ref, "--blobs", str(blobs), "-o", str(out)], capsys)
     assert rc == 1 and stdout == "" and "Cmd" in err and err.count("\n") == 1
+    assert err.startswith(f"eifbuild: error: {ref}: ")
     assert not out.exists()
 
 
@@ -265,3 +266,26 @@ def test_missing_workdir_warning_follows_symlinks(
     rec = json.loads(stdout)
     assert ("parity_exceptions" in rec) is warned
     assert any("is missing from the image" in w for w in rec["warnings"]) is warned
+
+
+@pytest.mark.parametrize(
+    ("mode", "cmd"), [(None, b"y\n"), ("nitro", b"y\n"), ("docker", b"/bin/app\nx\ny\n")]
+)
+def test_entrypoint_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str | None, cmd: bytes
+) -> None:
+    blobs = make_blobs(tmp_path / "blobs")
+    ref = _oci(tmp_path, {"Entrypoint": ["/bin/app", "x"], "Cmd": ["y"], "WorkingDir": "/bin"})
+    out = tmp_path / "o.eif"
+    extra = ["--entrypoint-mode", mode] if mode else []
+    rc, stdout, err = run_cli(
+        ["build", ref, "--blobs", str(blobs), "-o", str(out), "--json", *extra], capsys
+    )
+    assert rc == 0, err
+    rec = json.loads(stdout)
+    assert (rec["entrypoint_mode"], rec["working_dir"]) == (mode or "nitro", "/bin")
+    members = {e.name: e.data for e in parse(sections(out.read_bytes())[4][1])}
+    assert members[b"cmd"] == cmd
+    # nitro mode reports the ignored WorkingDir (it exists, so no parity exception)
+    assert any("WorkingDir '/bin' is ignored" in w for w in rec["warnings"]) is (mode != "docker")
+    assert "parity_exceptions" not in rec

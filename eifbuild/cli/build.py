@@ -39,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", required=True, metavar="OUT.eif", help="EIF file to write")
     p.add_argument("--arch", choices=("amd64", "arm64"), help="platform to select from an index")
     p.add_argument("--docker-dir", metavar="DIR", help="build IMAGE from DIR/Dockerfile first")
+    p.add_argument(
+        "--entrypoint-mode",
+        choices=("nitro", "docker"),
+        default="nitro",
+        help="the enclave command: nitro = Cmd, else Entrypoint, as nitro-cli (default); "
+        "docker = Entrypoint + Cmd, as docker run (PCR2 then differs from nitro-cli's)",
+    )
     g = p.add_argument_group("boot inputs")
     g.add_argument("--blobs", metavar="DIR", help="nitro-cli style blobs directory")
     g.add_argument("--kernel", metavar="FILE", help="kernel image (bzImage or Image)")
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         clamp_mtime=clamp_value(args.clamp_mtime),
         signer=make_signer(args),
         limits=limits_from_args(args),
+        entrypoint_mode=args.entrypoint_mode,
     )
     report = build(req)
     for w in report.warnings:

@@ -163,13 +163,13 @@ def check_arch(config: ImageConfig, arch: str | None, what: str) -> None:
 
 
 def select_cmd_env(
-    config: ImageConfig, mode: str = "nitro"
+    config: ImageConfig, mode: str = "nitro", name: str = "image"
 ) -> tuple[list[str], list[str], list[str]]:
     """(cmd, env, warnings) as nitro-cli (``nitro``) or ``docker run`` (``docker``) picks them.
 
     nitro: ``Cmd`` if present (even empty), else ``Entrypoint``, else an error; WorkingDir and
     User are ignored by the enclave init, so a set value is a warning.
-    docker: ``Entrypoint + Cmd``; an empty result is an error.
+    docker: ``Entrypoint + Cmd``; an empty result is an error. ``name`` prefixes errors.
     """
     env = list(config.env or [])
     warnings: list[str] = []
@@ -180,7 +180,7 @@ def select_cmd_env(
             cmd = list(config.entrypoint)
         else:
             raise ImageSourceError(
-                "image has neither Cmd nor Entrypoint (nitro-cli refuses it too)"
+                f"{name}: image has neither Cmd nor Entrypoint (nitro-cli refuses it too)"
             )
         if config.working_dir not in ("", "/"):
             warnings.append(
@@ -194,6 +194,6 @@ def select_cmd_env(
     if mode == "docker":
         cmd = list(config.entrypoint or []) + list(config.cmd or [])
         if not cmd:
-            raise ImageSourceError("image has neither Cmd nor Entrypoint: nothing to run")
+            raise ImageSourceError(f"{name}: image has neither Cmd nor Entrypoint: nothing to run")
         return cmd, env, warnings
-    raise ImageSourceError(f"unknown entrypoint mode {mode!r} (expected nitro or docker)")
+    raise ImageSourceError(f"{name}: unknown entrypoint mode {mode!r} (expected nitro or docker)")
