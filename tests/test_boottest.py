@@ -54,11 +54,13 @@ def _cpio(src: Path, dest: Path) -> Path:
     return dest
 
 
-def bootstrap_cpio(tmp: Path, init: Path) -> Path:
+def bootstrap_cpio(tmp: Path, init: Path, extra: dict[str, bytes] | None = None) -> Path:
     root = tmp / "bootstrap"
     (root / "dev").mkdir(parents=True)
     shutil.copyfile(init, root / "init")
     (root / "init").chmod(0o755)
+    for name, data in (extra or {}).items():
+        (root / name).write_bytes(data)
     return _cpio(root, tmp / "bootstrap.cpio")
 
 
@@ -86,11 +88,13 @@ def boot(
     blobs: Path,
     cmd: Sequence[str] | None,
     env: Sequence[str] | None = ("PATH=/bin",),
+    bootstrap_extra: dict[str, bytes] | None = None,
     **kw: object,
 ) -> BootResult:
     initrd = tmp / "initrd"
+    boot_rd = bootstrap_cpio(tmp, blobs / "init", bootstrap_extra)
     with initrd.open("wb") as out:
-        for part in (bootstrap_cpio(tmp, blobs / "init"), customer_cpio(tmp, cmd, env)):
+        for part in (boot_rd, customer_cpio(tmp, cmd, env)):
             out.write(part.read_bytes())
     cmdline = (blobs / "cmdline").read_text().strip()
     kw.setdefault("timeout", TIMEOUT)
@@ -149,6 +153,24 @@ def test_missing_env_warns_and_runs(tmp_path: Path, blobs: Path) -> None:
     assert "eifbuild-init: warning: /env is missing" in r.console
     assert "PATH-IS-/sbin:/usr/sbin:/bin:/usr/bin" in r.console
     assert r.exit_status == 4
+
+
+def test_module_loading_failures_are_clear_fatal_stops(tmp_path: Path, blobs: Path) -> None:
+    """The init's module step: a listed module that is absent, or one that cannot be loaded
+    (this kernel has CONFIG_MODULES off: finit_module -> ENOSYS), stops the VM with one line."""
+    missing = boot(tmp_path / "a", blobs, ["sh", "-c", "echo RAN"],
+                   bootstrap_extra={"modules_load_order": b"# comment\n\nabsent.ko\n"})  # fmt: skip
+    assert "eifbuild-init: fatal: module absent.ko listed in /modules_load_order is missing" in (
+        missing.console
+    ), missing.console[-3000:]
+    broken = boot(tmp_path / "b", blobs, ["sh", "-c", "echo RAN"],
+                  bootstrap_extra={"nsm.ko": b"not a module"})  # fmt: skip
+    assert "eifbuild-init: fatal: load module /nsm.ko: Function not implemented" in (
+        broken.console
+    ), broken.console[-3000:]
+    for r in (missing, broken):
+        assert "RAN" not in r.console and "Kernel panic" not in r.console
+        assert not r.timed_out and r.qemu_returncode == 0 and not r.passed
 
 
 def test_unknown_program_exits_127(tmp_path: Path, blobs: Path) -> None:

@@ -8,10 +8,12 @@ from eifbuild._progress import set_quiet
 from eifbuild.cli._common import print_json
 from eifbuild.kernel import ARCHES, build_init, sha384_file
 
-HELP = "build eifbuild's enclave init (static musl, reproducible, cached)"
+HELP = "build eifbuild's enclave init (static, reproducible, cached)"
 DESCRIPTION = (
-    "Build the PID 1 init from kernels/init/ with musl-gcc. The result is cached by the hash "
-    "of its source, recipe and toolchain; prints its path and SHA-384."
+    "Build the PID 1 init from kernels/init/: x86_64 with musl-gcc (Debian musl-tools), "
+    "aarch64 as a static glibc binary with aarch64-linux-gnu-gcc (Debian "
+    "gcc-aarch64-linux-gnu). The result is cached by the hash of its source, recipe and "
+    "toolchain; prints its path and SHA-384."
 )
 
 

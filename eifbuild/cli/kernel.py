@@ -13,9 +13,10 @@ HELP = "build eifbuild's enclave kernel + init blobs directory (cached), or prin
 DESCRIPTION = (
     "build: fetch the pinned Debian linux-source package with a private apt configuration, "
     "verify it, apply the patches and config fragment in kernels/<arch>/, compile it "
-    "reproducibly and assemble the blobs directory `eifbuild build` uses by default "
-    "(bzImage, bzImage.config, cmdline, init). Cached by (source sha256, fragment, patches, "
-    "toolchain). path: print that directory, or fail if it was not built."
+    "reproducibly (aarch64: cross-compiled with Debian's gcc-aarch64-linux-gnu, Image header "
+    "text_offset set to 2 MiB) and assemble the blobs directory `eifbuild build` uses by "
+    "default (bzImage or Image, its .config, cmdline, init). Cached by (source sha256, "
+    "fragment, patches, toolchain). path: print that directory, or fail if it was not built."
 )
 
 
