@@ -136,11 +136,17 @@ def make_layout(root: Path, size_mib: int, file_mib: int, gz: bool) -> str:
 
 
 def make_blobs(d: Path) -> Path:
+    """Stand-in blobs that pass eifbuild's checks (bzImage header, static ELF init)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests import blobgen
+
     d.mkdir()
-    (d / "bzImage").write_bytes(os.urandom(8 * MIB))
+    kernel = blobgen.bzimage("6.12.0 (bench@bench) #1 SMP")
+    (d / "bzImage").write_bytes(kernel + os.urandom(8 * MIB - len(kernel)))
     (d / "bzImage.config").write_text("#\n#\n# Linux/x86_64 6.12.0 Kernel Configuration\n")
     (d / "cmdline").write_text("console=ttyS0\n")
-    (d / "init").write_bytes(b"\0" * (700 * 1024))
+    init = blobgen.static_exe()
+    (d / "init").write_bytes(init + b"\0" * (700 * 1024 - len(init)))
     return d
 
 
