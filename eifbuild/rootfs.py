@@ -4,8 +4,8 @@ Layers are applied in order onto an in-memory tree of METADATA only (names, mode
 times, link targets, and for regular files the Region of their data inside a verified,
 uncompressed layer tar). File contents are never held in memory: each emitted Entry's opener
 re-reads the bytes from the layer tar by offset. Memory therefore grows with the number of
-paths (about 0.25 KiB each plus the name), not with the image size, and is capped by
-``Limits.max_tree_bytes`` (default 160 MiB of tree, so the process stays under 256 MiB).
+paths (about 0.35 KiB each plus the name), not with the image size, and is capped by
+``Limits.max_tree_bytes`` (default 192 MiB, so the process stays under 256 MiB).
 
 The merge follows Docker's layer application (moby ``pkg/archive/diff.go`` ``UnpackLayer``):
 
@@ -116,9 +116,10 @@ def new_dir(mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int = WALLCLOC
     return Node(EntryType.DIR, mode, uid, gid, mtime)
 
 
-# Measured bytes per Node plus its key in the parent's dict, besides the name itself
-# (tracemalloc, CPython 3.11-3.13: 242 bytes with 12-byte names, 485 with 255-byte names).
-NODE_BYTES = 232
+# Process memory per path besides its name: peak RSS growth of benchmarks/bench_rootfs.py,
+# (232.6 MiB - 27.0 MiB) / 600606 entries = 359 bytes with 13-byte names (tracemalloc alone
+# counts 242; the rest is allocator overhead and the walk).
+NODE_BYTES = 346
 
 
 @dataclass

@@ -76,7 +76,7 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tree-mib",
         type=int,
         metavar="MIB",
-        help="memory ceiling for the merged file tree; the process needs about 100 MiB more "
+        help="memory ceiling for the merged file tree; the process needs about 40 MiB more "
         f"(default {d.max_tree_bytes >> 20})",
     )
 

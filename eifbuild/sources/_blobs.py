@@ -41,10 +41,10 @@ class Limits:
     max_layer_bytes: int = 64 << 30  # expanded (uncompressed) size of one layer
     max_total_bytes: int = 256 << 30  # expanded size of all layers together
     max_entries: int = 1_000_000  # tar members over all layers (bounds time)
-    # Memory of the merged tree (eifbuild.rootfs), estimated as NODE_BYTES + name length per
-    # path it ever created. 160 MiB of tree + the interpreter and walk stay under the 256 MiB
-    # target: ~600k paths with short names, ~330k with 255-byte names.
-    max_tree_bytes: int = 160 << 20
+    # Memory of the merged tree (eifbuild.rootfs), estimated as rootfs.NODE_BYTES + name (+ link
+    # target) length per path ever created. 192 MiB of tree + ~35 MiB interpreter stay under
+    # the 256 MiB target: ~560k paths with short names, ~330k with 255-byte names.
+    max_tree_bytes: int = 192 << 20
     max_name_bytes: int = 4096  # one path
     max_component_bytes: int = 255  # one path component
     max_json_bytes: int = 16 << 20  # manifest / config / index documents
