@@ -3,7 +3,7 @@
 Stages (each with a tqdm bar on a TTY, silent otherwise):
 
 1. open the image (any transport of :mod:`eifbuild.sources`) and resolve the blobs;
-2. stream the ``docker export`` emulation (:mod:`eifbuild.rootfs`) through the linuxkit rules
+2. stream the ``docker export`` emulation (:mod:`eifbuild.dockerexport`) through the linuxkit rules
    (:mod:`eifbuild.ramdisk`) straight into the EIF writer, which hashes while writing
    ("reading layers" / "customer ramdisk" bars);
 3. hash the boot inputs for the ``--json`` record ("hashing" bar).
@@ -181,8 +181,8 @@ def _metadata(req: BuildRequest, image: Any, blobs: Blobs) -> bytes:
 
 
 def _export(image: Any, warnings: list[str]) -> tuple[Iterator[Entry], bool]:
-    """The docker export view (eifbuild.rootfs); True when WorkingDir had to be created."""
-    from eifbuild.rootfs import docker_export
+    """The docker export view (eifbuild.dockerexport); True when WorkingDir had to be created."""
+    from eifbuild.dockerexport import docker_export
 
     view = docker_export(image, limits=image.limits, warn=warnings.append)
     return view.entries, view.created_workdir

@@ -3,8 +3,9 @@
 Every linuxkit rule lives in this module (spec ``nitro-cli-layout.md`` §7-§8): the fixed
 mtime, the ``rootfs/`` prefix, the exclude / replace / touch tables, hard links turned into
 relative symlinks, the duplicate ``files:`` entries, ``cmd`` and ``env``. The ``docker export``
-emulation itself (layer merge, init layer, walk order) is :mod:`eifbuild.rootfs`; this module
-takes its entries in export order and rewrites them.
+emulation itself is :mod:`eifbuild.rootfs` (layer merge, walk order) and
+:mod:`eifbuild.dockerexport` (init layer, WorkingDir); this module takes its entries in export
+order and rewrites them.
 
 Decisions where the spec is not backed by an observation are collected in :data:`DECISIONS`
 and in the constants right below it, so each can be changed with one edit.
@@ -67,7 +68,7 @@ DECISIONS = {
     "export_dir_slash": "Directories from the export keep Docker's trailing '/' (observed, spec §14).",
     "workdir": (
         "A Config.WorkingDir missing from the image is created by the export emulation "
-        "(eifbuild.rootfs.add_init_layer, the one place for it) as 0755 root directories with "
+        "(eifbuild.dockerexport.add_init_layer, the one place for it) as 0755 root directories with "
         "mtime 1492533000 instead of Docker's wall clock: nitro-cli's own PCR2 is not "
         "reproducible for such images, so no byte parity is possible; the tree shape matches."
     ),

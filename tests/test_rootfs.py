@@ -12,15 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imagegen import E, simple_oci
 
+from eifbuild.dockerexport import docker_export, docker_export_entries
 from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
-from eifbuild.rootfs import (
-    IMPLIED_DIR_MODE,
-    WALLCLOCK_MTIME,
-    docker_export,
-    docker_export_entries,
-    flatten,
-)
+from eifbuild.rootfs import IMPLIED_DIR_MODE, WALLCLOCK_MTIME, flatten
 from eifbuild.sources import open_image
 
 T = 1_600_000_000

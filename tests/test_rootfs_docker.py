@@ -35,7 +35,8 @@ from imagegen import (
 )
 
 from eifbuild.cli.rootfs import entry_record, listing
-from eifbuild.rootfs import INIT_LAYER_PATHS, WALLCLOCK_MTIME, docker_export_entries, flatten
+from eifbuild.dockerexport import INIT_LAYER_PATHS, docker_export_entries
+from eifbuild.rootfs import WALLCLOCK_MTIME, flatten
 from eifbuild.sources import open_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild._progress import progress
+from eifbuild.dockerexport import docker_export_entries
 from eifbuild.model import Entry, EntryType
-from eifbuild.rootfs import docker_export_entries, flatten
+from eifbuild.rootfs import flatten
 from eifbuild.sources import add_limit_arguments, limits_from_args, open_image
 
 HELP = "list the flattened rootfs of a container image as JSON lines"
