@@ -129,7 +129,7 @@ def test_malformed_file_one_line_error(
 
 def test_missing_and_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for target, problem in (
-        (tmp_path / "missing.eif", "cannot open"),
+        (tmp_path / "missing.eif", "cannot read"),
         (tmp_path, "not a regular file"),
     ):
         assert main(["describe", str(target)]) == 1

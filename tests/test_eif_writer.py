@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import tempfile
 import zlib
@@ -207,3 +208,16 @@ def test_signer_output_is_checked(tmp_path: Path) -> None:
     with pytest.raises(EifWriteError, match="at most 28"):
         write_eif(tmp_path / "x.eif", kernel=b"k", cmdline="c", metadata=META,
                   ramdisks=[b"r"] * 29, signer=lambda _p: b"")  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["kernel", "ramdisk"])
+def test_devices_and_fifos_are_refused_without_blocking(tmp_path: Path, role: str) -> None:
+    """/dev/zero would never end and a FIFO would block: both are refused up front."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for src in ("/dev/zero", str(fifo)):
+        kwargs: dict[str, Any] = {"kernel": b"K", "ramdisks": [b"R"]}
+        kwargs["kernel" if role == "kernel" else "ramdisks"] = src if role == "kernel" else [src]
+        with pytest.raises(EifWriteError, match=f"{src}: not a regular file"):
+            write_eif(tmp_path / "o.eif", cmdline="c", metadata=META, **kwargs)
+        assert _leftovers(tmp_path) == ["fifo"]

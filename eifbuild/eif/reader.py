@@ -17,7 +17,6 @@ reject such files; ``eifbuild sign`` writes a corrected header).
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from eifbuild.eif.format import (
 )
 from eifbuild.eif.metadata import parse_metadata
 from eifbuild.eif.signature import decode_signature_section
+from eifbuild.eif.smallfile import open_regular
 from eifbuild.errors import EifbuildError, EifFormatError
 from eifbuild.measure import CHUNK, FanOut, Measurements, PcrHasher, pcr8_from_pem
 
@@ -63,26 +63,13 @@ class ScanResult:
         return self.crc_stored == self.crc_computed
 
 
-def _open_regular(path: Path, name: str) -> BinaryIO:
-    """Open a regular file for reading; never block on a FIFO or read a device."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise EifFormatError(f"{name}: cannot open ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise EifFormatError(f"{name}: not a regular file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
 class EifReader:
     """Validated, read-only view of an EIF file. Use as a context manager."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.name = str(path)
-        self._fh: BinaryIO = _open_regular(self.path, self.name)
+        self._fh: BinaryIO = open_regular(self.path, self.name, EifFormatError)
         self.warnings: list[str] = []  # tolerated inconsistencies, one line each
         try:
             self.file_size = os.fstat(self._fh.fileno()).st_size

@@ -32,6 +32,7 @@ from eifbuild.eif.format import (
 )
 from eifbuild.eif.metadata import parse_metadata
 from eifbuild.eif.signature import decode_signature_section
+from eifbuild.eif.smallfile import open_regular
 from eifbuild.errors import EifbuildError, SigningError
 from eifbuild.measure import CHUNK, FanOut, Measurements, PcrHasher, pcr8_from_pem
 
@@ -61,11 +62,8 @@ def _source_name(src: ByteSource, label: str) -> str:
     return str(src) if isinstance(src, (str, os.PathLike)) else label
 
 
-def _read_path(path: str | os.PathLike[str], label: str) -> Iterator[bytes]:
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
-    except OSError as exc:
-        raise EifWriteError(f"{path}: cannot read {label} ({exc.strerror})") from None
+def _read_path(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    fh = open_regular(path, str(path), EifWriteError)
     try:
         while chunk := fh.read(CHUNK):
             yield chunk
@@ -81,7 +79,7 @@ def iter_source(src: ByteSource, label: str) -> Iterator[bytes]:
             yield bytes(view[start : start + CHUNK])
         return
     if isinstance(src, (str, os.PathLike)):
-        yield from _read_path(src, label)
+        yield from _read_path(src)
         return
     if not callable(src):
         raise EifWriteError(f"{label}: unsupported source type {type(src).__name__}")
