@@ -148,8 +148,10 @@ def content_pcr(chunks: Iterable[bytes]) -> str:
 
 def file_pcr(path: str | os.PathLike[str]) -> str:
     """``nitro-cli pcr --input FILE``: extend(SHA-384(file bytes)), streamed."""
+    from eifbuild.eif.smallfile import open_regular
+
     h = PcrHasher()
-    with open(path, "rb") as fh:
+    with open_regular(path, str(path)) as fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()

@@ -218,7 +218,10 @@ def test_pcr_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     (tmp_path / "c.pem").write_bytes(pem)
     rc, out, _ = run(capsys, "pcr", "--signing-certificate", str(tmp_path / "c.pem"))
     assert rc == 0 and json.loads(out) == {"PCR8": ref_pcr(der_of_first_pem(pem))}
-    assert run(capsys, "pcr", str(tmp_path / "missing"))[0] == 1
+    rc, out, err = run(capsys, "pcr", str(tmp_path / "missing"))
+    assert rc == 1 and out == "" and err.count("\n") == 1 and "cannot read" in err
+    rc, _, err = run(capsys, "pcr", "/dev/zero")  # would never end
+    assert rc == 1 and "/dev/zero: not a regular file" in err
     assert run(capsys, "pcr", "--signing-certificate", str(f))[0] == 1
     assert run(capsys, "pcr")[0] == 2
     assert run(capsys, "pcr", str(f), "--input", str(f))[0] == 2

@@ -8,7 +8,6 @@ first certificate in the PEM file.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from eifbuild.cli._common import print_json
 from eifbuild.eif.smallfile import read_small_file
@@ -37,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
         print_json({"PCR8": pcr8_from_pem(pem, args.signing_certificate)})
         return 0
     path = args.file if args.file is not None else args.input
-    if not Path(path).is_file():
-        raise EifbuildError(f"{path}: not a readable regular file")
     try:
         value = file_pcr(path)
     except OSError as exc:
