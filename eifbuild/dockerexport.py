@@ -100,7 +100,7 @@ class _Mutator:
             if node is not None and node.inode.type is EntryType.SYMLINK:
                 hops += 1
                 if hops > limits.max_link_depth:
-                    raise RootfsError(f"too many symlinks resolving {path!r}")
+                    raise RootfsError(f"more than {limits.max_link_depth} symlinks to follow")
                 target = node.inode.linkname
                 if target.startswith(b"/"):
                     done = []
@@ -116,6 +116,7 @@ def add_init_layer(
     *,
     mtime: int = WALLCLOCK_MTIME,
     limits: Limits = DEFAULT_LIMITS,
+    label: str = "image",
 ) -> bool:
     """What ``docker create`` adds: Docker's init layer, then a missing WorkingDir.
 
@@ -133,13 +134,18 @@ def add_init_layer(
             mut.create(parts, kind)
     if not working_dir:
         return False
-    parts = mut.resolve(working_dir.encode("utf-8", "surrogateescape"), limits)
+    try:
+        parts = mut.resolve(working_dir.encode("utf-8", "surrogateescape"), limits)
+    except RootfsError as exc:
+        raise RootfsError(f"{label}: WorkingDir {working_dir!r}: {exc}") from None
     mut.created = False
     if parts:
         try:
             mut.mkdir_all(parts)
         except RootfsError:
-            raise RootfsError(f"WorkingDir {working_dir!r}: not a directory in the image") from None
+            raise RootfsError(
+                f"{label}: WorkingDir {working_dir!r}: not a directory in the image"
+            ) from None
     return mut.created
 
 
@@ -170,7 +176,9 @@ def docker_export(
     """
     lim = limits or image.limits or DEFAULT_LIMITS
     tree = merge(image, limits=lim)
-    created = add_init_layer(tree, image.config.working_dir, mtime=mtime, limits=lim)
+    created = add_init_layer(
+        tree, image.config.working_dir, mtime=mtime, limits=lim, label=str(image.reference)
+    )
     return Export(walk(tree, warn, order=order), created)
 
 

@@ -281,6 +281,16 @@ def test_created_workdir_is_judged_after_symlink_resolution(
         assert [n for n in names if not n.startswith(init)] == sorted(e.name for e in layer)
 
 
+def test_working_dir_symlink_loop_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(RootfsError, match=r"oci:.*: WorkingDir '/a/x': more than 40 symlinks"):
+        flat(
+            tmp_path,
+            [E.symlink("a", "b"), E.symlink("b", "a")],
+            export=True,
+            config={"Cmd": ["x"], "WorkingDir": "/a/x"},
+        )
+
+
 # --- hostile layers ------------------------------------------------------------------------
 
 
