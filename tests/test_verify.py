@@ -274,3 +274,17 @@ def test_two_signature_entries_fail(
     doc = json.loads(out)
     assert rc == 1 and "2 signature entries" in err
     assert [c["Name"] for c in doc["Checks"] if not c["Ok"]] == ["signature"]
+
+
+def test_describe_signature_check_false_for_another_pcr0(
+    signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As describe-eif (spec §8.1): a valid signature over another PCR0 is SignatureCheck
+    false (not an error); the changed kernel byte also breaks the CRC."""
+    eif, cert = signed
+    flip(eif, section_data_offsets(eif)[1][0] + 7)
+    rc, out, err = run_cli(capsys, "describe", str(eif))
+    doc = json.loads(out)
+    assert rc == 0 and doc["SignatureCheck"] is False and doc["CheckCRC"] is False
+    assert doc["Measurements"]["PCR8"] == sigref.pcr8(cert.read_bytes()).hex()
+    assert "CRC mismatch" in err
