@@ -52,6 +52,15 @@ MAX_CONSOLE_BYTES = 8 * 1024 * 1024  # keep the tail beyond this
 # Lines eifbuild's init prints (kernels/init/init.c, report_status()).
 _EXIT_RE = re.compile(rb"eifbuild-init: command exited with status (\d+)")
 _SIGNAL_RE = re.compile(rb"eifbuild-init: command killed by signal (\d+)")
+# A kernel panic: with nitro-cli's panic=30 the VM would idle 30 s before rebooting.
+_PANIC_RE = re.compile(rb"Kernel panic - not syncing: ([^\r\n]*)")
+_PANIC_DONE = (b"Rebooting in ", b"---[ end Kernel panic")  # printed after the panic report
+
+
+def _panic_finished(buf: bytearray, new: int) -> bool:
+    """True once the kernel has printed its whole panic report (checks only the new bytes)."""
+    tail = bytes(buf[-(new + 32) :])
+    return any(m in tail for m in _PANIC_DONE) and _PANIC_RE.search(buf) is not None
 
 OnOutput = Callable[[bytes], None]
 
@@ -67,6 +76,7 @@ class BootResult:
     expect_found: bool | None
     expect_status: int | None
     timed_out: bool
+    kernel_panic: str | None
     qemu_returncode: int | None
     duration_s: float
     passed: bool
@@ -122,7 +132,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def _capture(
     proc: subprocess.Popen[bytes], timeout: float, on_output: OnOutput | None
 ) -> tuple[bytes, bool]:
-    """Read the console until QEMU exits or ``timeout`` seconds pass; bounded in memory."""
+    """Read the console until QEMU exits, the kernel panics or ``timeout`` seconds pass.
+
+    Returns (console, timed out); the console is bounded in memory (the tail is kept).
+    """
     assert proc.stdout is not None
     buf = bytearray()
     deadline = time.monotonic() + timeout
@@ -140,6 +153,8 @@ def _capture(
             if on_output is not None:
                 on_output(chunk)
             buf += chunk
+            if _panic_finished(buf, len(chunk)):
+                return bytes(buf), False  # the caller kills QEMU; no need to wait panic=N s
             if len(buf) > MAX_CONSOLE_BYTES:
                 del buf[: len(buf) - MAX_CONSOLE_BYTES]
 
@@ -157,10 +172,13 @@ def _verdict(
     m_sig = _SIGNAL_RE.findall(console)
     status = int(m_exit[-1]) if m_exit else None
     sig = int(m_sig[-1]) if m_sig else None
+    m_panic = _PANIC_RE.findall(console)
+    panic = m_panic[-1].decode("utf-8", "replace").strip() if m_panic else None
     text = console.replace(b"\r\n", b"\n").decode("utf-8", "replace")
     found = None if expect is None else expect in text
     passed = (
         not timed_out
+        and panic is None
         and returncode == 0
         and (status is not None or sig is not None)
         and found is not False
@@ -174,6 +192,7 @@ def _verdict(
         expect_found=found,
         expect_status=expect_status,
         timed_out=timed_out,
+        kernel_panic=panic,
         qemu_returncode=returncode,
         duration_s=round(duration, 3),
         passed=passed,

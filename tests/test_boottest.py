@@ -173,6 +173,17 @@ def test_module_loading_failures_are_clear_fatal_stops(tmp_path: Path, blobs: Pa
         assert not r.timed_out and r.qemu_returncode == 0 and not r.passed
 
 
+def test_kernel_panic_ends_the_boot_early(tmp_path: Path, blobs: Path) -> None:
+    """No /init: the kernel panics; boot-test reports it without waiting for panic=30."""
+    initrd = customer_cpio(tmp_path, ["sh"], None)
+    cmdline = (blobs / "cmdline").read_text().strip()
+    assert "panic=30" in cmdline
+    r = run_qemu(blobs / "bzImage", initrd, cmdline, timeout=TIMEOUT)
+    assert r.kernel_panic is not None and "No working init found" in r.kernel_panic
+    assert not r.timed_out and not r.passed and r.exit_status is None
+    assert r.duration_s < 29  # did not sit out the 30 s reboot delay
+
+
 def test_unknown_program_exits_127(tmp_path: Path, blobs: Path) -> None:
     r = boot(tmp_path, blobs, ["/no/such/program"])
     assert "cannot run /no/such/program" in r.console

@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"eif": args.eif, **result.to_json()})
         return 0 if result.passed else 1
-    if result.timed_out:
+    if result.kernel_panic is not None:
+        status = f"kernel panic: {result.kernel_panic}"
+    elif result.timed_out:
         status = f"timed out after {args.timeout:g} s"
     elif result.exit_status is not None:
         status = f"command exited with status {result.exit_status}"
