@@ -128,7 +128,11 @@ def test_assemble_defaults_are_deterministic(
     [
         (["--build-time", "yesterday"], 2, "not an RFC 3339"),
         (["--metadata", "/nonexistent.json"], 1, "metadata file /nonexistent.json: cannot read"),
-        (["--kernel-config", "/nonexistent.config"], 1, "cannot read kernel config"),
+        (
+            ["--kernel-config", "/nonexistent.config"],
+            1,
+            "kernel config /nonexistent.config: cannot read",
+        ),
         (["--ramdisk", "/nonexistent-rd"], 1, "/nonexistent-rd: cannot read"),
         (["--arch", "mips"], 2, "invalid choice"),
     ],

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from eifbuild.eif.smallfile import read_small_file
+from eifbuild.eif.smallfile import open_regular, read_small_file
 from eifbuild.errors import EifbuildError, EifFormatError
 
 MAX_CUSTOM_METADATA_SIZE = 4096  # eif_build / nitro-cli MAX_META_FILE_SIZE
@@ -243,11 +243,11 @@ def kernel_config_info(path: str | os.PathLike[str]) -> tuple[str, str]:
     and 3: ``("Linux", "4.14.256")``.
     """
     p = Path(path)
-    try:
-        with open(p, "rb") as fh:
+    with open_regular(p, f"kernel config {p}", MetadataError) as fh:
+        try:
             lines = [fh.readline(4096) for _ in range(3)]
-    except OSError as exc:
-        raise MetadataError(f"{p}: cannot read kernel config ({exc.strerror})") from None
+        except OSError as exc:
+            raise MetadataError(f"kernel config {p}: cannot read ({exc.strerror})") from None
     line = lines[2].decode("utf-8", errors="replace").rstrip("\r\n")
     items = line.replace("/", " ").replace("-", " ").split(" ")
     if len(items) < 4 or not items[1] or not items[3]:
