@@ -28,7 +28,7 @@ import jinja2
 
 from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
-from eifbuild.eif.reader import _open_regular as open_regular
+from eifbuild.eif.smallfile import open_regular
 from eifbuild.errors import EifbuildError
 
 POLICY_TEMPLATE = "kms-key-policy.json.j2"
