@@ -31,6 +31,7 @@ from eifbuild.errors import ImageSourceError
 from eifbuild.model import Entry, ImageConfig
 from eifbuild.ramdisk import DECISIONS, bootstrap_stream, customer_stream, list_file
 from eifbuild.sources._blobs import Limits
+from eifbuild.sources.image import Image
 
 BUILD_TOOL = "eifbuild"
 
@@ -140,7 +141,7 @@ def _counted(chunks: Iterator[bytes], bar: Callable[[int], object]) -> Iterator[
         yield c
 
 
-def _open(req: BuildRequest) -> Any:
+def _open(req: BuildRequest) -> Image:
     from eifbuild.sources import open_image
 
     return open_image(
@@ -163,7 +164,7 @@ def _blobs(req: BuildRequest, arch: str) -> Blobs:
     )
 
 
-def _metadata(req: BuildRequest, image: Any, blobs: Blobs) -> bytes:
+def _metadata(req: BuildRequest, image: Image, blobs: Blobs) -> bytes:
     os_name, kver = kernel_config_info(blobs.kernel_config)
     image_id = str(image.image_id)
     custom = load_custom_metadata(req.metadata) if req.metadata else None
@@ -180,7 +181,7 @@ def _metadata(req: BuildRequest, image: Any, blobs: Blobs) -> bytes:
     )
 
 
-def _export(image: Any, warnings: list[str]) -> tuple[Iterator[Entry], bool]:
+def _export(image: Image, warnings: list[str]) -> tuple[Iterator[Entry], bool]:
     """The docker export view (eifbuild.dockerexport); True when WorkingDir had to be created."""
     from eifbuild.dockerexport import docker_export
 
@@ -234,7 +235,7 @@ def build(req: BuildRequest) -> BuildReport:
 
 
 def _record(
-    req: BuildRequest, image: Any, blobs: Blobs, result: EifResult, cmd: list[str], env: list[str]
+    req: BuildRequest, image: Image, blobs: Blobs, result: EifResult, cmd: list[str], env: list[str]
 ) -> dict[str, Any]:
     """The ``--json`` record: measurements plus every input's digest."""
     paths = [("kernel", blobs.kernel), ("init", blobs.init)]
@@ -250,7 +251,7 @@ def _record(
         "image": req.image,
         "image_reference": str(image.reference),
         "image_id": str(image.image_id),
-        "image_digests": dict(getattr(image, "input_digests", {}) or {}),
+        "image_digests": dict(image.input_digests),
         "blobs_source": blobs.source,
         "kernel": blobs.kernel.name,
         "cmdline": blobs.cmdline,
