@@ -19,6 +19,7 @@ from cryptography import x509
 
 from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, EifFormatError, UsageError, VerificationError
+from eifbuild.measure import certificate_der
 
 MAX_EXPECT_SIZE = 1 << 20
 _HEX = re.compile(r"[0-9a-fA-F]{96}")
@@ -135,7 +136,6 @@ def _check_signature(
 ) -> None:
     from eifbuild.sign import verify_signature
     from eifbuild.sign.describe import openssl_time
-    from eifbuild.sign.keys import certificate_der
 
     if len(entries) != 1:
         report.add("signature", False, f"{len(entries)} signature entries; exactly 1 is supported")

@@ -143,10 +143,6 @@ def certificate_public_key(cert: x509.Certificate, what: str) -> ec.EllipticCurv
     return pub
 
 
-def certificate_der(pem: bytes, what: str = "signing certificate") -> bytes:
-    return load_certificate(pem, what).public_bytes(serialization.Encoding.DER)
-
-
 def same_public_key(a: ec.EllipticCurvePublicKey, b: ec.EllipticCurvePublicKey) -> bool:
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
     enc = serialization.Encoding.DER
