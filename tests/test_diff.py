@@ -209,7 +209,8 @@ def test_metadata_only_is_not_measured(tmp_path: Path, capsys: pytest.CaptureFix
     assert "metadata differences (NOT measured)" in out and 'ImageVersion: "1.0" -> "2.0"' in out
 
 
-def _cert(tmp_path: Path, cn: str) -> bytes:
+def self_signed_pem(cn: str = "signer") -> bytes:
+    """A fresh self-signed P-384 certificate (PEM), as a signing certificate stand-in."""
     key = ec.generate_private_key(ec.SECP384R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -224,7 +225,7 @@ def _cert(tmp_path: Path, cn: str) -> bytes:
 
 def test_signing_certificate_explains_pcr8(tmp_path: Path) -> None:
     app = cpio(APP)
-    pem1, pem2 = _cert(tmp_path, "one"), _cert(tmp_path, "two")
+    pem1, pem2 = self_signed_pem("one"), self_signed_pem("two")
 
     def signer(pem: bytes) -> Any:
         return lambda _pcr0: encode_signature_section([(pem, b"\x84cose")])

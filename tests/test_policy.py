@@ -8,8 +8,6 @@ hashlib from the EIF's inputs (spec eif-format §6).
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -21,9 +19,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from test_diff import extend, self_signed_pem
 
 from eifbuild.cli import main
 from eifbuild.eif.metadata import encode_metadata
@@ -34,10 +31,6 @@ ACCOUNT = "123456789012"
 ROLE = "arn:aws:iam::123456789012:role/enclave-parent"
 META = encode_metadata("img", "1", "1970-01-01T00:00:00+00:00", "eifbuild", "0", "OS", "k")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def extend(content: bytes) -> str:
-    return hashlib.sha384(b"\0" * 48 + hashlib.sha384(content).digest()).hexdigest()
 
 
 def expected_policy(
@@ -71,19 +64,6 @@ def expected_policy(
             },
         ],
     }
-
-
-def _pem() -> bytes:
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signer")])
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=30))
-        .sign(key, hashes.SHA384())
-    )  # fmt: skip
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 @pytest.fixture
@@ -129,7 +109,7 @@ def test_policy_from_unsigned_eif(
 def test_policy_from_signed_eif_pins_pcr8_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pem = _pem()
+    pem = self_signed_pem()
     path = tmp_path / "s.eif"
     write_eif(
         path, kernel=b"K", cmdline="c", metadata=META, ramdisks=[b"R0"],
