@@ -28,7 +28,7 @@ import jinja2
 
 from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
-from eifbuild.eif.smallfile import open_regular
+from eifbuild.eif.smallfile import open_regular, read_small_file
 from eifbuild.errors import EifbuildError
 
 POLICY_TEMPLATE = "kms-key-policy.json.j2"
@@ -93,13 +93,7 @@ def environment(autoescape: bool) -> jinja2.Environment:
 
 
 def _user_template(path: str | os.PathLike[str]) -> jinja2.Template:
-    try:
-        with open_regular(Path(path), f"{path}: template") as fh:
-            raw = fh.read(MAX_TEMPLATE_SIZE + 1)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read template ({exc.strerror})") from None
-    if len(raw) > MAX_TEMPLATE_SIZE:
-        raise PolicyError(f"{path}: template is larger than {MAX_TEMPLATE_SIZE} bytes")
+    raw = read_small_file(path, "template", MAX_TEMPLATE_SIZE, PolicyError)
     try:
         env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)
         return env.from_string(raw.decode("utf-8"))
@@ -190,7 +184,7 @@ def load_measurements(
     """PCRs from an EIF (measured by streaming) or a measurements JSON document."""
     where = str(path)
     try:
-        with open_regular(Path(path), where) as fh:
+        with open_regular(path, where, PolicyError) as fh:
             head = fh.read(len(MAGIC))
             raw = head + fh.read(MAX_MEASUREMENTS_JSON) if head != MAGIC else b""
     except OSError as exc:

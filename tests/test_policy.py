@@ -260,7 +260,7 @@ def test_custom_templates(
         "[1]": "rendered policy is not a JSON object",
         "{{ nope }}": "template failed to render",
         "{% for %}": "invalid template",
-        "x" * (1 << 20) + "x": "template is larger than 1048576 bytes",
+        "x" * (1 << 20) + "x": "larger than 1048576 bytes",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.j2"
@@ -271,7 +271,7 @@ def test_custom_templates(
     fifo = tmp_path / "t.fifo"
     os.mkfifo(fifo)
     rc, out, err = run([path, *BASE, "--template", str(fifo)], capsys)
-    assert rc == 1 and "t.fifo: template: not a regular file" in err
+    assert rc == 1 and "template " + str(fifo) + ": not a regular file" in err
 
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
