@@ -101,8 +101,10 @@ def spawn(phase: str, path: Path, size_mib: int) -> dict[str, float]:
         "--size-mib",
         str(size_mib),
     ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{phase} phase failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def measure(path: Path, size_mib: int, rounds: int) -> dict[str, dict[str, float]]:
