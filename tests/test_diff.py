@@ -272,6 +272,24 @@ def test_hostile_paths_are_escaped_everywhere(
     assert doc["ramdisks"][0]["added"][0]["path"] == shown
 
 
+def test_hostile_metadata_is_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # JSON escapes the EIF's metadata may carry: a lone surrogate in a key, a bidi override,
+    # DEL and a C1 control in a value (json.dumps would print all of these raw).
+    extra = b', "k\\ud800": "\\u202eevil\\u007f\\u0085", "Note": "\xc3\x9cml\\\\aut"}'
+    a = eif(tmp_path / "a.eif", cpio(APP))
+    b = eif(tmp_path / "b.eif", cpio(APP), metadata=meta()[:-1] + extra)
+    html = tmp_path / "r.html"
+    assert main(["diff", a, b, "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert 'Note: None -> "\u00dcml\\\\aut"' in out  # readable, valid JSON text
+    assert 'k\\xed\\xa0\\x80: None -> "\\u202eevil\\u007f\\u0085"' in out
+    for raw in ("\u202e", "\x7f", "\x85"):
+        assert raw not in out and raw not in html.read_text()
+    assert main(["diff", a, b, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["metadata"]["differences"]
+    assert [json.loads(r["b"]) for r in rows] == ["\u00dcml\\aut", "\u202eevil\x7f\x85"]
+
+
 def test_cli_text_json_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     new = [*APP[:2], reg(b"rootfs/bin/app", b"v2", 0o755), *APP[3:]]
     a = eif(tmp_path / "a.eif", cpio(APP))

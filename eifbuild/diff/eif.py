@@ -8,13 +8,12 @@ compared too, and flagged as not measured.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from eifbuild.diff.archive import diff_entries
 from eifbuild.diff.entries import EntryInfo, read_entries
-from eifbuild.diff.escape import safe_text
+from eifbuild.diff.escape import safe_json, safe_str, safe_text
 from eifbuild.diff.facts import (
     CERTIFICATE,
     EifFacts,
@@ -105,7 +104,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
         for k in value:
             out.update(_flatten(value[k], f"{prefix}.{k}" if prefix else str(k)))
         return out
-    return {prefix or "(root)": json.dumps(value, sort_keys=True, ensure_ascii=False)}
+    return {prefix or "(root)": safe_json(value)}
 
 
 def _field_rows(a: dict[str, Any], b: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
@@ -118,7 +117,7 @@ def metadata_diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[di
     fb = {} if b is None else _flatten(b)
     rows = _field_rows(fa, fb, sorted(set(fa) | set(fb)))
     for r in rows:
-        r["field"] = safe_text(r["field"].encode())
+        r["field"] = safe_str(r["field"])
     return rows
 
 
