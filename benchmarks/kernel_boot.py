@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from eifbuild.boottest import run_qemu
+from eifbuild.boottest import BootOptions, run_qemu
 from eifbuild.kernel import build_init, build_kernel, default_blobs_dir
 
 
@@ -80,7 +80,9 @@ def bench_boot(tmp: Path, blobs: Path, boots: int) -> None:
     cmdline = (blobs / "cmdline").read_text().strip()
     times = []
     for _ in range(boots):
-        r = run_qemu(blobs / "bzImage", initrd, cmdline, timeout=120, expect="BENCH-MARK")
+        r = run_qemu(
+            blobs / "bzImage", initrd, cmdline, BootOptions(timeout=120, expect="BENCH-MARK")
+        )
         assert r.passed and r.exit_status == 7, r.console[-2000:]
         times.append(r.duration_s)
     print(f"boot (QEMU TCG q35, QEMU start to exit), {boots} runs: {times} s")

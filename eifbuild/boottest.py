@@ -62,7 +62,26 @@ def _panic_finished(buf: bytearray, new: int) -> bool:
     tail = bytes(buf[-(new + 32) :])
     return any(m in tail for m in _PANIC_DONE) and _PANIC_RE.search(buf) is not None
 
+
 OnOutput = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class BootOptions:
+    """How to boot and what to expect: the options of ``eifbuild boot-test``."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    expect: str | None = None
+    expect_status: int | None = None
+    memory_mib: int = DEFAULT_MEMORY_MIB
+    qemu: str | None = None  # default: by the EIF's architecture (QEMU_BY_ARCH)
+    on_output: OnOutput | None = None  # called with console bytes as they arrive
+
+    def check(self) -> None:
+        if self.timeout <= 0:
+            raise BootTestError(f"--timeout {self.timeout} must be positive")
+        if not 64 <= self.memory_mib <= 1 << 20:
+            raise BootTestError(f"--memory {self.memory_mib} MiB is outside 64..1048576")
 
 
 @dataclass
@@ -160,14 +179,9 @@ def _capture(
 
 
 def _verdict(
-    console: bytes,
-    *,
-    expect: str | None,
-    expect_status: int | None,
-    timed_out: bool,
-    returncode: int | None,
-    duration: float,
+    console: bytes, opts: BootOptions, *, timed_out: bool, returncode: int | None, duration: float
 ) -> BootResult:
+    expect, expect_status = opts.expect, opts.expect_status
     m_exit = _EXIT_RE.findall(console)
     m_sig = _SIGNAL_RE.findall(console)
     status = int(m_exit[-1]) if m_exit else None
@@ -203,23 +217,15 @@ def run_qemu(
     kernel: Path,
     initrd: Path,
     cmdline: str,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    expect: str | None = None,
-    expect_status: int | None = None,
-    memory_mib: int = DEFAULT_MEMORY_MIB,
-    qemu: str | None = None,
-    on_output: OnOutput | None = None,
+    options: BootOptions | None = None,
     arch: str = "x86_64",
 ) -> BootResult:
-    """Boot ``kernel`` + ``initrd`` with ``cmdline``; never waits longer than ``timeout``."""
-    if timeout <= 0:
-        raise BootTestError(f"--timeout {timeout} must be positive")
-    if not 64 <= memory_mib <= 1 << 20:
-        raise BootTestError(f"--memory {memory_mib} MiB is outside 64..1048576")
-    binary = qemu_binary(qemu, arch)
+    """Boot ``kernel`` + ``initrd`` with ``cmdline``; never waits longer than the timeout."""
+    opts = options or BootOptions()
+    opts.check()
+    binary = qemu_binary(opts.qemu, arch)
     check_kernel(kernel, arch)
-    cmd = qemu_command(binary, kernel, initrd, cmdline, memory_mib, arch)
+    cmd = qemu_command(binary, kernel, initrd, cmdline, opts.memory_mib, arch)
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd,
@@ -229,7 +235,7 @@ def run_qemu(
         start_new_session=True,  # its own process group, so a timeout kills all of it
     )
     try:
-        console, timed_out = _capture(proc, timeout, on_output)
+        console, timed_out = _capture(proc, opts.timeout, opts.on_output)
     finally:
         if proc.poll() is None:
             _kill_group(proc)
@@ -237,14 +243,7 @@ def run_qemu(
             proc.stdout.close()
     duration = time.monotonic() - start
     rc = None if timed_out else proc.returncode
-    return _verdict(
-        console,
-        expect=expect,
-        expect_status=expect_status,
-        timed_out=timed_out,
-        returncode=rc,
-        duration=duration,
-    )
+    return _verdict(console, opts, timed_out=timed_out, returncode=rc, duration=duration)
 
 
 def _write_stream(path: Path, chunks: Iterable[bytes]) -> int:
@@ -309,37 +308,18 @@ def _tempdir() -> _TempDir:
     return _TempDir(Path(tempfile.mkdtemp(prefix="eifbuild-boot-")))
 
 
-def boot_test(
-    eif: str | os.PathLike[str],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    expect: str | None = None,
-    expect_status: int | None = None,
-    memory_mib: int = DEFAULT_MEMORY_MIB,
-    qemu: str | None = None,
-    on_output: OnOutput | None = None,
-) -> BootResult:
+def boot_test(eif: str | os.PathLike[str], options: BootOptions | None = None) -> BootResult:
     """Boot ``eif`` under QEMU for its architecture and return the verdict."""
     path = Path(eif)
     if not path.is_file():
         raise BootTestError(f"{path}: no such EIF file")
+    opts = options or BootOptions()
     with _tempdir() as work:
         try:
-            qemu_binary(qemu, eif_arch(path))  # fail early, before extracting anything
+            qemu_binary(opts.qemu, eif_arch(path))  # fail early, before extracting anything
             files = extract_boot_files(path, work)
         except BootTestError:
             raise
         except EifbuildError as exc:
             raise BootTestError(f"cannot boot {path}: {exc}") from None
-        return run_qemu(
-            files.kernel,
-            files.initrd,
-            files.cmdline,
-            timeout=timeout,
-            expect=expect,
-            expect_status=expect_status,
-            memory_mib=memory_mib,
-            qemu=qemu,
-            on_output=on_output,
-            arch=files.arch,
-        )
+        return run_qemu(files.kernel, files.initrd, files.cmdline, opts, files.arch)

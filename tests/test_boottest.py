@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from eifbuild.boottest import BootResult, boot_test, run_qemu
+from eifbuild.boottest import BootOptions, BootResult, boot_test, run_qemu
 from eifbuild.cli import main
 from eifbuild.errors import BlobsError, BootTestError
 from eifbuild.kernel import default_blobs_dir
@@ -98,7 +98,7 @@ def boot(
             out.write(part.read_bytes())
     cmdline = (blobs / "cmdline").read_text().strip()
     kw.setdefault("timeout", TIMEOUT)
-    return run_qemu(blobs / "bzImage", initrd, cmdline, **kw)  # type: ignore[arg-type]
+    return run_qemu(blobs / "bzImage", initrd, cmdline, BootOptions(**kw))  # type: ignore[arg-type]
 
 
 def test_command_output_env_and_exit_status(tmp_path: Path, blobs: Path) -> None:
@@ -178,7 +178,7 @@ def test_kernel_panic_ends_the_boot_early(tmp_path: Path, blobs: Path) -> None:
     initrd = customer_cpio(tmp_path, ["sh"], None)
     cmdline = (blobs / "cmdline").read_text().strip()
     assert "panic=30" in cmdline
-    r = run_qemu(blobs / "bzImage", initrd, cmdline, timeout=TIMEOUT)
+    r = run_qemu(blobs / "bzImage", initrd, cmdline, BootOptions(timeout=TIMEOUT))
     assert r.kernel_panic is not None and "No working init found" in r.kernel_panic
     assert not r.timed_out and not r.passed and r.exit_status is None
     assert r.duration_s < 29  # did not sit out the 30 s reboot delay
@@ -198,7 +198,9 @@ def test_timeout_kills_qemu(tmp_path: Path, blobs: Path) -> None:
 
 def test_missing_qemu_names_the_debian_package(tmp_path: Path) -> None:
     with pytest.raises(BootTestError, match="install the Debian package qemu-system-x86"):
-        run_qemu(tmp_path / "k", tmp_path / "i", "", qemu="qemu-system-x86_64-not-here")
+        run_qemu(
+            tmp_path / "k", tmp_path / "i", "", BootOptions(qemu="qemu-system-x86_64-not-here")
+        )
 
 
 def test_verdict_uses_the_init_s_last_status_line() -> None:
@@ -208,19 +210,21 @@ def test_verdict_uses_the_init_s_last_status_line() -> None:
         b"eifbuild-init: command exited with status 0\r\n"  # printed by the command: forged
         b"MARK\r\neifbuild-init: command exited with status 9\r\n[ 1.0] reboot: Restarting\r\n"
     )
-    r = _verdict(console, expect="MARK", expect_status=9, timed_out=False, returncode=0,
-                 duration=1.0)  # fmt: skip
+    opts = BootOptions(expect="MARK", expect_status=9)
+    r = _verdict(console, opts, timed_out=False, returncode=0, duration=1.0)
     assert r.exit_status == 9 and r.passed and "\r" not in r.console
-    r = _verdict(b"no status at all", expect=None, expect_status=None, timed_out=False,
-                 returncode=0, duration=1.0)  # fmt: skip
+    r = _verdict(b"no status at all", BootOptions(), timed_out=False, returncode=0, duration=1.0)
     assert r.exit_status is None and not r.passed
+    panic = b"[ 0.7] Kernel panic - not syncing: VFS: no root\r\n" + console
+    r = _verdict(panic, opts, timed_out=False, returncode=0, duration=1.0)
+    assert r.kernel_panic == "VFS: no root" and not r.passed
 
 
 def test_bad_limits_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BootTestError, match="--timeout 0 must be positive"):
-        run_qemu(tmp_path / "k", tmp_path / "i", "", timeout=0)
+        run_qemu(tmp_path / "k", tmp_path / "i", "", BootOptions(timeout=0))
     with pytest.raises(BootTestError, match="--memory 1 MiB"):
-        run_qemu(tmp_path / "k", tmp_path / "i", "", memory_mib=1)
+        run_qemu(tmp_path / "k", tmp_path / "i", "", BootOptions(memory_mib=1))
 
 
 def test_boot_test_refuses_a_non_eif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -280,6 +284,8 @@ def test_eif_built_from_a_generated_image_boots(
         capsys.readouterr().err
     )
     capsys.readouterr()
-    result = boot_test(eif, timeout=TIMEOUT, expect="BOOT-MARK-hello", expect_status=42)
+    result = boot_test(
+        eif, BootOptions(timeout=TIMEOUT, expect="BOOT-MARK-hello", expect_status=42)
+    )
     assert result.expect_found, result.console[-3000:]
     assert result.exit_status == 42 and result.passed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eifbuild.boottest import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, boot_test
+from eifbuild.boottest import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, BootOptions, boot_test
 from eifbuild.cli._common import print_json
 
 HELP = "boot an EIF under QEMU (TCG, x86_64 or aarch64) and report the command's exit status"
@@ -44,8 +44,7 @@ def _live(chunk: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = boot_test(
-        args.eif,
+    options = BootOptions(
         timeout=args.timeout,
         expect=args.expect,
         expect_status=args.expect_status,
@@ -53,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         qemu=args.qemu,
         on_output=None if args.json else _live,
     )
+    result = boot_test(args.eif, options)
     if args.json:
         print_json({"eif": args.eif, **result.to_json()})
         return 0 if result.passed else 1
