@@ -15,7 +15,9 @@ DESCRIPTION = (
     "PcrInfo{0, PCR0} rebuilt from the recomputed PCR0 (the payload inside is not trusted)\n"
     "and the certificate's validity window; optionally pin the certificate and compare PCRs\n"
     "with a measurements JSON (as build/assemble/nitro-cli print it) or --pcr N=HEX.\n"
-    "Exit 0 only when every check holds."
+    "Exit 0 only when every check holds. A stale signature size in the header, as left by\n"
+    "`nitro-cli sign-eif` re-signing, is reported as a warning (QEMU rejects such files;\n"
+    "`eifbuild sign` rewrites them with a correct header)."
 )
 
 
