@@ -408,3 +408,12 @@ def test_mutated_eifs_give_one_line_errors_or_a_diff(tmp_path: Path, data: Any) 
         json.dumps(doc, sort_keys=True)
         for rd in doc["ramdisks"]:
             assert rd["error"] is None or "\n" not in rd["error"]
+
+
+def test_help_has_examples_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    for command, example in [("diff", "eifbuild diff --exit-code"), ("policy", "put-key-policy")]:
+        assert main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert "examples:" in out and example in out
+        assert "exit codes:" in out and "2  usage error" in out
+        assert "build failed" not in out  # the generic epilog is replaced

@@ -1,4 +1,4 @@
-"""``eifbuild diff A.eif B.eif``: why do two EIFs' measurements differ?"""
+"""``eifbuild diff A B``: why do two EIFs' measurements (or two rootfs listings) differ?"""
 
 from __future__ import annotations
 
@@ -21,37 +21,76 @@ from eifbuild.diff import (
 from eifbuild.errors import EifbuildError
 
 HELP = "explain why two EIFs' PCRs differ (inputs, cmdline, metadata, ramdisk entries)"
-DESCRIPTION = """Compare two EIFs: PCR0/1/2/8 side by side; each measured input (kernel, cmdline,
-ramdisk i, signing certificate) with its SHA-384 and size, and which PCRs it feeds, so that
-"PCR2 changed because ramdisk 1 changed"; the cmdline tokens added/removed; metadata and
-file differences (not measured); and, for every ramdisk whose bytes differ, a per-entry
-diff of the two cpio archives: added, removed, changed entries (type, mode, uid, gid, mtime,
-size, content sha256, symlink target, rdev, position) and inode-only differences (inode
-number, nlink, dev, check). Paths are shown escaped (non-UTF-8 bytes as \\xNN, control
-characters escaped, backslash doubled).
+DESCRIPTION = """Explain why two EIFs' measurements differ: which PCRs differ, which measured input
+changed, and what changed inside each changed ramdisk, file by file. Both EIFs are streamed
+(nothing is loaded whole).
 
-Output: text on stdout; --json prints a stable machine format (format "eifbuild-diff/1",
-sorted, complete); --html FILE also writes an HTML report. --exit-code: exit 1 when any PCR
-differs, like `git diff --exit-code` (without it: 0 on success). Errors exit 1.
+A and B are two EIF files, or two `eifbuild rootfs` listings (JSON lines), which are then
+compared by path. One of each is an error.
 
-A and B may instead be two `eifbuild rootfs IMAGE > LIST.jsonl` listings: their entries are
-compared by path (format "eifbuild-rootfs-diff/1"; --exit-code: exit 1 if any entry differs)."""
+The text report, in this order:
+  A:, B:           EIF version, arch, signed or not, ramdisk count, size, CRC state
+  PCRs             PCR0, PCR1, PCR2 (and PCR8 if either is signed): DIFFERS or same
+  Measured inputs  SHA-384 and size of each input, and the PCRs it feeds:
+                     kernel, cmdline, ramdisk 0 -> PCR0, PCR1
+                     ramdisk 1, 2, ...           -> PCR0, PCR2
+                     signing certificate         -> PCR8
+  Why              each differing PCR and the changed inputs that explain it
+  cmdline          the kernel command line tokens removed (-) and added (+)
+  file, metadata   differences that are NOT measured (size, CRC, build metadata)
+  ramdisk N        for each pair of ramdisks whose bytes differ, their cpio entries:
+                     + added, - removed, ~ changed (type, mode, uid, gid, mtime, size,
+                     sha256 of the content, symlink target, rdev, position: moved
+                     relative to the other entries), i inode-only (ino, nlink, dev,
+                     check: the archive was renumbered, contents are the same)
+Ramdisks are paired by index; a ramdisk that is not a cpio archive is reported as
+"entries not compared" and the rest of the report stands. Paths, command lines and
+metadata are escaped: non-UTF-8 bytes as \\xNN, control and bidi characters as
+\\xNN or \\uNNNN, a backslash doubled."""
+
+EPILOG = """output:
+  text             on stdout, for people (scripts should use --json)
+  --json           the whole diff on stdout, every entry, keys sorted; "format" is
+                   "eifbuild-diff/1" (EIFs) or "eifbuild-rootfs-diff/1" (listings)
+  --html FILE      also write an HTML report (EIFs only; the text or JSON still goes
+                   to stdout)
+
+examples:
+  eifbuild diff old.eif new.eif
+  eifbuild diff --exit-code release.eif candidate.eif >/dev/null && echo "same PCRs"
+  eifbuild diff --json old.eif new.eif | jq '.explanation'
+  eifbuild diff --html report.html --limit 1000 old.eif new.eif
+  eifbuild rootfs oci:img-v1 > v1.jsonl; eifbuild rootfs oci:img-v2 > v2.jsonl
+  eifbuild diff --exit-code v1.jsonl v2.jsonl
+
+exit codes:
+  0  compared (with --exit-code: no PCR differs, whatever the unmeasured metadata and
+     file fields say; listings: no entry differs)
+  1  with --exit-code: a PCR differs (listings: an entry differs); or an error
+     (unreadable or malformed input), with one "eifbuild: error:" line on stderr
+  2  usage error
+
+Add --debug before the command to see tracebacks."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("a", metavar="A.eif", help="first (old) EIF")
-    p.add_argument("b", metavar="B.eif", help="second (new) EIF")
-    p.add_argument("--json", action="store_true", help="print the diff as JSON")
-    p.add_argument("--html", metavar="REPORT.html", help="also write an HTML report here")
+    p.epilog = EPILOG  # replaces the generic one: diff's exit code 1 has its own meaning
+    p.add_argument("a", metavar="A", help="the old EIF (or `eifbuild rootfs` listing)")
+    p.add_argument("b", metavar="B", help="the new EIF (or listing), compared against A")
+    p.add_argument("--json", action="store_true", help="print the complete diff as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write an HTML report to FILE (EIFs only)")
     p.add_argument(
-        "--exit-code", action="store_true", help="exit 1 if any PCR differs (like git diff)"
+        "--exit-code",
+        action="store_true",
+        help="exit 1 if any PCR differs (listings: any entry), like git diff --exit-code",
     )
     p.add_argument(
         "--limit",
         type=int,
         default=DEFAULT_LIMIT,
         metavar="N",
-        help=f"entries listed per category in text/HTML (default {DEFAULT_LIMIT}; JSON lists all)",
+        help=f"list at most N entries per +/-/~/i category in the text and HTML reports; 0 "
+        f"leaves only the summary lines (default {DEFAULT_LIMIT}; --json always lists all)",
     )
 
 
