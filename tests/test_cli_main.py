@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from eifbuild import __version__
@@ -20,3 +25,42 @@ def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "exit codes" in out and "usage error" in out
+
+
+def test_sigterm_leaves_no_partial_output(tmp_path: Path) -> None:
+    """A build interrupted by SIGTERM removes its temp file and writes no output."""
+    script = (
+        "import os, sys, time\n"
+        "from eifbuild.cli import main\n"
+        "from eifbuild import _atomic\n"
+        "orig = _atomic.atomic_output\n"
+        "def slow(path, mode=0o644):\n"
+        "    cm = orig(path, mode)\n"
+        "    class Slow:\n"
+        "        def __init__(self, fh): self.fh = fh\n"
+        "        def __getattr__(self, name): return getattr(self.fh, name)\n"
+        "        def write(self, b):\n"
+        "            print('ready', flush=True); time.sleep(30); return self.fh.write(b)\n"
+        "    class W:\n"
+        "        def __enter__(self): return Slow(cm.__enter__())\n"
+        "        def __exit__(self, *a): return cm.__exit__(*a)\n"
+        "    return W()\n"
+        "_atomic.atomic_output = slow\n"
+        "import eifbuild.eif.writer as w\n"
+        "w.atomic_output = slow\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    kernel = tmp_path / "k"
+    kernel.write_bytes(b"KERNEL")
+    out = tmp_path / "out.eif"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "assemble", "--kernel", str(kernel), "--cmdline", "x",
+         "--ramdisk", str(kernel), "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
+    assert proc.returncode == 143
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]

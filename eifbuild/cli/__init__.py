@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from eifbuild import __version__
 from eifbuild.errors import EXIT_FAILURE, EXIT_USAGE, EifbuildError
@@ -93,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help / --version (0) or usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    previous = _install_sigterm_handler()
     try:
         return int(args._run(args))
     except EifbuildError as exc:
@@ -105,6 +109,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_FAILURE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so that atomic outputs remove their temp files; 128 + SIGTERM.
+    raise SystemExit(128 + signum)
+
+
+def _install_sigterm_handler() -> Any:
+    """Turn SIGTERM into an exception while a command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def entry_point() -> None:
