@@ -9,15 +9,8 @@ import sys
 from eifbuild._atomic import write_atomic
 from eifbuild._progress import progress, set_quiet
 from eifbuild.cli._common import info
-from eifbuild.diff import (
-    DEFAULT_LIMIT,
-    diff_eifs,
-    diff_listings,
-    is_listing,
-    render_html,
-    render_json,
-    render_text,
-)
+from eifbuild.diff import diff_eifs, diff_listings, is_listing
+from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_json, render_text
 from eifbuild.errors import EifbuildError
 
 HELP = "explain why two EIFs' PCRs differ (inputs, cmdline, metadata, ramdisk entries)"

@@ -12,8 +12,9 @@ Three streaming passes per EIF, none of which keeps section contents in memory:
    attributes are kept, for the first archive).
 
 Two ``eifbuild rootfs`` JSON-lines listings can be compared by path as well (:mod:`.listing`).
-Comparisons return plain data (dicts/lists in sorted, deterministic order); :mod:`.render`
-turns it into text, JSON or HTML.
+Comparisons return plain data (dicts/lists in sorted, deterministic order);
+:mod:`eifbuild.diff.render` turns it into text, JSON or HTML (imported on its own: it needs
+jinja2).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from eifbuild.diff.entries import DIFF_LIMITS, MAX_DIFF_ENTRIES, EntryInfo, read
 from eifbuild.diff.escape import safe_text
 from eifbuild.diff.facts import EifFacts, InputDigest, gather, input_pcrs, section_stream
 from eifbuild.diff.listing import LISTING_FORMAT, diff_listings, is_listing, read_listing
-from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_json, render_text
 
 __all__ = [
-    "DEFAULT_LIMIT",
     "DIFF_LIMITS",
     "EIF_FORMAT",
     "LISTING_FORMAT",
@@ -47,9 +46,6 @@ __all__ = [
     "metadata_diff",
     "read_entries",
     "read_listing",
-    "render_html",
-    "render_json",
-    "render_text",
     "safe_text",
     "section_stream",
 ]
