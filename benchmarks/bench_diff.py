@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 MIB = 1 << 20
@@ -58,12 +58,15 @@ def make_pair(root: Path, entries: int, big_mib: int) -> tuple[Path, Path]:
                 opener=lambda: _big(size, side.encode()),
             )  # fmt: skip
 
+    def app(side: str) -> Callable[[], Iterator[bytes]]:
+        return lambda: newc_stream(members(side))
+
     out = []
     for side in ("a", "b"):
         path = root / f"{side}-{entries}-{big_mib}.eif"
         write_eif(
             path, kernel=b"K" * 4096, cmdline="console=ttyS0", metadata=meta,
-            ramdisks=[boot, lambda side=side: newc_stream(members(side))],
+            ramdisks=[boot, app(side)],
         )  # fmt: skip
         out.append(path)
     return out[0], out[1]
