@@ -417,3 +417,27 @@ def test_help_has_examples_and_exit_codes(capsys: pytest.CaptureFixture[str]) ->
         assert "examples:" in out and example in out
         assert "exit codes:" in out and "2  usage error" in out
         assert "build failed" not in out  # the generic epilog is replaced
+
+
+def test_listing_inputs_are_told_apart_from_eifs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listing = tmp_path / "a.jsonl"
+    listing.write_text('{"path": "bin", "type": "dir", "mode": "0755"}\n')
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n")
+    # A missing input is named as missing, not as "one EIF and one listing".
+    assert main(["diff", str(listing), str(tmp_path / "nope.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.jsonl: cannot" in err and "No such file" in err and err.count("\n") == 1
+    # A blank file next to a listing is an empty listing (everything removed).
+    assert main(["diff", str(listing), str(blank), "--json", "--exit-code"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in doc["removed"]] == ["bin"] and doc["summary"]["entries_b"] == 0
+    # Next to an EIF, the EIF reader judges it.
+    a = eif(tmp_path / "a.eif", cpio(APP))
+    assert main(["diff", a, str(blank)]) == 1
+    err = capsys.readouterr().err
+    assert "blank.jsonl" in err and "not one of each" not in err and err.count("\n") == 1
+    assert main(["diff", a, str(listing)]) == 1
+    assert "not one of each" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import sys
 from eifbuild._atomic import write_atomic
 from eifbuild._progress import progress, set_quiet
 from eifbuild.cli._common import info
-from eifbuild.diff import diff_eifs, diff_listings, is_listing
+from eifbuild.diff import diff_eifs, diff_listings, input_kind
 from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_json, render_text
 from eifbuild.errors import EifbuildError
 
@@ -19,7 +19,8 @@ changed, and what changed inside each changed ramdisk, file by file. Both EIFs a
 (nothing is loaded whole).
 
 A and B are two EIF files, or two `eifbuild rootfs` listings (JSON lines), which are then
-compared by path. One of each is an error.
+compared by path (a blank file next to a listing is an empty listing). One of each is an
+error.
 
 The text report, in this order:
   A:, B:           EIF version, arch, signed or not, ramdisk count, size, CRC state
@@ -92,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
         raise EifbuildError("--limit must be 0 or more")
     if args.json:
         set_quiet(True)
-    listings = [is_listing(p) for p in (args.a, args.b)]
-    if any(listings):
-        if not all(listings):
+    kinds = {input_kind(p) for p in (args.a, args.b)}
+    if "listing" in kinds:  # a blank file pairs with a listing as an empty listing
+        if "eif" in kinds:
             raise EifbuildError(
                 f"{args.a}, {args.b}: compare two EIFs or two `eifbuild rootfs` listings,"
                 " not one of each"

@@ -24,7 +24,13 @@ from eifbuild.diff.eif import EIF_FORMAT, cmdline_diff, diff_eifs, metadata_diff
 from eifbuild.diff.entries import DIFF_LIMITS, MAX_DIFF_ENTRIES, EntryInfo, read_entries
 from eifbuild.diff.escape import safe_text
 from eifbuild.diff.facts import EifFacts, InputDigest, gather, input_pcrs, section_stream
-from eifbuild.diff.listing import LISTING_FORMAT, diff_listings, is_listing, read_listing
+from eifbuild.diff.listing import (
+    LISTING_FORMAT,
+    diff_listings,
+    input_kind,
+    is_listing,
+    read_listing,
+)
 
 __all__ = [
     "DIFF_LIMITS",
@@ -41,6 +47,7 @@ __all__ = [
     "diff_entries",
     "diff_listings",
     "gather",
+    "input_kind",
     "input_pcrs",
     "is_listing",
     "metadata_diff",

@@ -14,20 +14,32 @@ from eifbuild.errors import EifbuildError
 
 LISTING_FORMAT = "eifbuild-rootfs-diff/1"
 MAX_LISTING_LINE = 1 << 16
+_SNIFF = 4096  # bytes read to tell a listing from an EIF
 # A listing record carries the same attributes as a ramdisk entry.
 LISTING_ATTRS = CONTENT_ATTRS
 
 Record = dict[str, Any]
 
 
+def input_kind(path: str) -> str:
+    """``"listing"`` for ``eifbuild rootfs`` output (JSON lines), ``"empty"`` for a blank file
+    (an empty listing, or nothing at all), else ``"eif"`` (for the EIF reader to judge).
+
+    A path that cannot be opened as a regular file raises :class:`EifbuildError`.
+    """
+    with open_regular(path, path) as fh:
+        head = fh.read(_SNIFF)
+    if not head.strip() and len(head) < _SNIFF:
+        return "empty"
+    return "listing" if head.lstrip()[:1] == b"{" else "eif"
+
+
 def is_listing(path: str) -> bool:
     """True if ``path`` looks like ``eifbuild rootfs`` output (JSON lines), not an EIF."""
     try:
-        with open_regular(Path(path), path) as fh:
-            head = fh.read(64)
-    except (OSError, EifbuildError):
+        return input_kind(path) == "listing"
+    except EifbuildError:
         return False  # let the EIF reader report it
-    return head.lstrip()[:1] == b"{"
 
 
 def _listing_text(rec: Record, key: str) -> bytes | None:
