@@ -11,6 +11,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from imagegen import (
     E,
     layer_bytes,
@@ -482,3 +484,119 @@ def test_cli_limits_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None
 
     assert main(["rootfs", "oci:/nonexistent", "--max-entries", "0"]) == 2
     assert "--max-entries 0: must be a positive number" in capsys.readouterr().err
+
+
+# --- hostile JSON documents (found by fuzzing: TypeError/AttributeError escaped) -------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _write_layout(root: Path, index_patch: object, manifest_patch: object) -> None:
+    """A one-image OCI layout whose index/manifest fields may be replaced by any JSON value."""
+    from imagegen import _blob
+
+    layer = layer_bytes(L0)
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    cfg = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["x"]},
+           "rootfs": {"type": "layers", "diff_ids": [diff_id]}}  # fmt: skip
+    cd = _blob(root, json.dumps(cfg).encode())
+    man: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cd},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **_blob(root, layer)}],
+    }
+    if isinstance(manifest_patch, tuple):
+        man[manifest_patch[0]] = manifest_patch[1]
+    desc: dict[str, object] = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **_blob(root, json.dumps(man).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": "t"},
+    }
+    if isinstance(index_patch, tuple):
+        desc[index_patch[0]] = index_patch[1]
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [desc]}))
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+
+
+@pytest.mark.parametrize(
+    ("index_patch", "manifest_patch"),
+    [
+        (("annotations", "t"), None),
+        (("annotations", {"org.opencontainers.image.ref.name": ["t"]}), None),
+        (None, ("mediaType", ["x"])),
+        (None, ("mediaType", {"a": 1})),
+        (("mediaType", []), None),
+    ],
+)
+def test_oci_fields_of_the_wrong_json_type(
+    tmp_path: Path, index_patch: object, manifest_patch: object
+) -> None:
+    _write_layout(tmp_path / "oci", index_patch, manifest_patch)
+    for ref in (f"oci:{tmp_path / 'oci'}:t", f"oci:{tmp_path / 'oci'}"):
+        try:
+            with open_image(ref) as image:
+                list(flatten(image))
+        except ImageSourceError as exc:
+            assert "\n" not in str(exc)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(["mediaType", "annotations", "platform", "size", "digest", "urls"]),
+    st.sampled_from(["mediaType", "config", "layers", "schemaVersion", "manifests"]),
+    JSON_VALUES,
+    st.booleans(),
+)
+def test_oci_any_json_in_descriptor_fields_is_a_clean_error(
+    tmp_path: Path, index_key: str, manifest_key: str, value: object, in_index: bool
+) -> None:
+    root = tmp_path / f"oci{len(list(tmp_path.iterdir()))}"
+    patch = (index_key if in_index else manifest_key, value)
+    _write_layout(root, patch if in_index else None, None if in_index else patch)
+    try:
+        with open_image(f"oci:{root}:t") as image:
+            list(flatten(image))
+    except ImageSourceError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.sampled_from(["RepoTags", "Config", "Layers"]), JSON_VALUES, st.booleans())
+def test_docker_archive_any_json_in_manifest_fields_is_a_clean_error(
+    tmp_path: Path, key: str, value: object, with_ref: bool
+) -> None:
+    import io
+
+    layer = layer_bytes(L0)
+    cfg = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["x"]},
+           "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}  # fmt: skip
+    cb = json.dumps(cfg).encode()
+    cn = hashlib.sha256(cb).hexdigest() + ".json"
+    entry: dict[str, object] = {"Config": cn, "RepoTags": ["app:v1"], "Layers": ["l/layer.tar"]}
+    entry[key] = value
+    arc = tmp_path / f"a{len(list(tmp_path.iterdir()))}.tar"
+    with tarfile.open(arc, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in [
+            (cn, cb),
+            ("l/layer.tar", layer),
+            ("manifest.json", json.dumps([entry]).encode()),
+        ]:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    try:
+        with open_image(f"docker-archive:{arc}" + (":app:v1" if with_ref else "")) as image:
+            list(flatten(image))
+    except ImageSourceError as exc:
+        assert "\n" not in str(exc)

@@ -38,6 +38,12 @@ def _expected_digest(name: str) -> str | None:
     return f"sha256:{m.group(1)}" if m else None
 
 
+def _tags(entry: dict[str, Any]) -> list[str]:
+    """An entry's RepoTags that are strings (hostile manifests may hold anything)."""
+    tags = entry.get("RepoTags")
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
 def _pick(entries: list[dict[str, Any]], ref: str | None, what: str) -> dict[str, Any]:
     if ref is not None and ref.startswith("@") and ref[1:].isdigit():
         n = int(ref[1:])
@@ -46,14 +52,14 @@ def _pick(entries: list[dict[str, Any]], ref: str | None, what: str) -> dict[str
         return entries[n]
     if ref is None:
         if len(entries) != 1:
-            tags = sorted(t for e in entries for t in (e.get("RepoTags") or []))
+            tags = sorted(t for e in entries for t in _tags(e))
             raise ImageSourceError(f"{what}: {len(entries)} images; name one of: {', '.join(tags)}")
         return entries[0]
     want = normalize_tag(ref)
     for e in entries:
-        if any(isinstance(t, str) and normalize_tag(t) == want for t in e.get("RepoTags") or []):
+        if any(normalize_tag(t) == want for t in _tags(e)):
             return e
-    tags = sorted(t for e in entries for t in (e.get("RepoTags") or []) if isinstance(t, str))
+    tags = sorted(t for e in entries for t in _tags(e))
     raise ImageSourceError(
         f"{what}: no image tagged {ref!r}; tags present: {', '.join(tags) or 'none'}"
     )

@@ -57,6 +57,17 @@ def _descriptors(doc: Any, what: str) -> list[dict[str, Any]]:
     return out
 
 
+def _text(value: Any) -> str | None:
+    """A JSON string field, or None for any other JSON value (hostile documents)."""
+    return value if isinstance(value, str) else None
+
+
+def _ref_name(d: dict[str, Any]) -> str | None:
+    """The descriptor's ``org.opencontainers.image.ref.name`` annotation, if well-formed."""
+    annotations = d.get("annotations")
+    return _text(annotations.get(REF_ANNOTATION)) if isinstance(annotations, dict) else None
+
+
 def _platform(d: dict[str, Any]) -> str:
     p = d.get("platform")
     if not isinstance(p, dict):
@@ -95,17 +106,17 @@ def resolve_manifest(
     """Follow index.json (by ref annotation, then by platform) to one image manifest."""
     ds = _descriptors(index, what)
     if ref is not None:
-        named = [d for d in ds if (d.get("annotations") or {}).get(REF_ANNOTATION) == ref]
+        named = [d for d in ds if _ref_name(d) == ref]
         if not named:
-            refs = sorted({str((d.get("annotations") or {}).get(REF_ANNOTATION)) for d in ds})
+            refs = sorted({str(_ref_name(d)) for d in ds})
             raise ImageSourceError(
                 f"{what}: no image named {ref!r}; names present: {', '.join(refs)}"
             )
         ds = named
     elif len(ds) > 1 and all(
-        d.get("mediaType") in MANIFEST_TYPES and "platform" not in d for d in ds
+        _text(d.get("mediaType")) in MANIFEST_TYPES and "platform" not in d for d in ds
     ):
-        refs = sorted({str((d.get("annotations") or {}).get(REF_ANNOTATION)) for d in ds})
+        refs = sorted({str(_ref_name(d)) for d in ds})
         raise ImageSourceError(f"{what}: several images; name one of: {', '.join(refs)}")
     top = True
     for _ in range(_MAX_INDEX_DEPTH):
@@ -113,7 +124,7 @@ def resolve_manifest(
         top = False
         digest = d["digest"]
         doc = load_json(sized_blob(store, d, what), f"{what}: manifest {digest}", limits, digest)
-        mt = doc.get("mediaType") if isinstance(doc, dict) else None
+        mt = _text(doc.get("mediaType")) if isinstance(doc, dict) else None
         if mt in INDEX_TYPES or (
             isinstance(doc, dict) and "manifests" in doc and "layers" not in doc
         ):
