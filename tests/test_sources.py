@@ -600,3 +600,16 @@ def test_docker_archive_any_json_in_manifest_fields_is_a_clean_error(
             list(flatten(image))
     except ImageSourceError as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("doc", "why"),
+    [(b"[" * 100_000 + b"]" * 100_000, "nested too deeply"), (b'{"a": NaN}', "ValueError")],
+)
+def test_json_documents_deeply_nested_or_with_nan_are_refused(
+    tmp_path: Path, doc: bytes, why: str
+) -> None:
+    ref = simple_oci(tmp_path / "oci", L0)
+    (tmp_path / "oci/index.json").write_bytes(doc)
+    with pytest.raises(ImageSourceError, match=rf"index\.json: invalid JSON \({why}\)"):
+        open_image(ref)

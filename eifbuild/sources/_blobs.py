@@ -119,9 +119,16 @@ def load_json(region: Region, what: str, limits: Limits, digest: str | None = No
         if got != digest:
             raise ImageSourceError(f"{what}: digest mismatch (expected {digest}, got {got})")
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ImageSourceError(f"{what}: invalid JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImageSourceError(f"{what}: invalid JSON ({exc.__class__.__name__})") from None
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN / Infinity are not JSON (RFC 8259); Python's parser would accept them."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def compression_of(region: Region) -> str:
