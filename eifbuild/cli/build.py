@@ -19,7 +19,9 @@ oci:DIR[:REF], oci-archive:FILE[:REF] (a bare NAME means docker-daemon:NAME).
 
 Kernel, cmdline, init and nsm.ko come from a nitro-cli style blobs directory: --blobs DIR, else
 $NITRO_CLI_BLOBS, else eifbuild's own kernel and init. The kernel file is chosen by the image's
-architecture (bzImage for amd64, Image for arm64).
+architecture (bzImage for amd64, Image for arm64). They are checked before use: a bzImage or
+arm64 Image, a static ELF init for that architecture, and modules whose vermagic names the
+kernel's release.
 
 The ramdisks are byte-identical to nitro-cli 1.5's, so PCR0/1/2 match `nitro-cli build-enclave`
 for the same image and blobs. Exceptions: an image whose Config.WorkingDir does not exist (nitro-cli
