@@ -1,0 +1,100 @@
+"""aarch64 boot tests: eifbuild's arm64 kernel and init under qemu-system-aarch64 (virt, TCG).
+
+The rootfs program is a static arm64 binary compiled here with Debian's cross gcc (the
+host's busybox is x86_64). The EIF is written by ``eifbuild assemble --arch aarch64`` and
+booted by ``eifbuild boot-test``, which picks QEMU from the EIF header's arch flag.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from eifbuild.boottest import BootOptions, qemu_command, run_qemu
+from eifbuild.cli import main
+from eifbuild.errors import BlobsError, BootTestError
+from eifbuild.kernel import default_blobs_dir
+from tests.conftest import require
+from tests.test_boottest import TIMEOUT, _cpio, bootstrap_cpio
+
+MARKER_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    const char *g = getenv("GREETING");
+    printf("ARM64-MARK-%s argc=%d\n", g ? g : "unset", argc);
+    fflush(stdout);
+    return argc > 1 ? atoi(argv[1]) : 0;
+}
+"""
+
+
+def test_qemu_command_for_aarch64_uses_virt_and_the_pl011_console() -> None:
+    cmd = qemu_command("qemu", Path("k"), Path("i"), "a b", 256, "aarch64")
+    assert cmd[cmd.index("-machine") + 1] == "virt"
+    assert cmd[cmd.index("-append") + 1] == "a b console=ttyAMA0"
+    assert "-no-reboot" in cmd and cmd[cmd.index("-accel") + 1] == "tcg"
+    x86 = qemu_command("qemu", Path("k"), Path("i"), "a b", 256)
+    assert x86[x86.index("-machine") + 1] == "q35" and x86[x86.index("-append") + 1] == "a b"
+
+
+def test_missing_qemu_aarch64_names_the_debian_package(tmp_path: Path) -> None:
+    with pytest.raises(BootTestError, match=r"not-here not found: install the Debian package "
+                       r"qemu-system-arm \(apt-get"):  # fmt: skip
+        run_qemu(tmp_path / "k", tmp_path / "i", "", BootOptions(qemu="qemu-not-here"), "aarch64")
+
+
+@pytest.fixture(scope="module")
+def blobs() -> Path:
+    require("qemu", shutil.which("qemu-system-aarch64") is not None, "Debian qemu-system-arm")
+    require("cpio", shutil.which("cpio") is not None, "GNU cpio makes the test ramdisks")
+    require("cross-aarch64", shutil.which("aarch64-linux-gnu-gcc") is not None,
+            "Debian gcc-aarch64-linux-gnu compiles the test program")  # fmt: skip
+    try:
+        return default_blobs_dir("aarch64")
+    except BlobsError as exc:
+        require("kernel-aarch64", False, str(exc))
+        raise
+
+
+def _customer_cpio(tmp: Path) -> Path:
+    root = tmp / "customer"
+    (root / "rootfs" / "bin").mkdir(parents=True)
+    src = tmp / "marker.c"
+    src.write_text(MARKER_C)
+    exe = root / "rootfs" / "bin" / "marker"
+    subprocess.run(
+        ["aarch64-linux-gnu-gcc", "-static", "-Os", "-o", str(exe), str(src)], check=True
+    )
+    for d in ("proc", "sys", "run", "tmp", "dev"):
+        (root / "rootfs" / d).mkdir()
+    (root / "cmd").write_text("/bin/marker\n7\n")
+    (root / "env").write_text("GREETING=hello\nPATH=/bin\n")
+    return _cpio(root, tmp / "customer.cpio")
+
+
+@pytest.mark.qemu
+@pytest.mark.kernel
+def test_aarch64_eif_boots_via_cli(
+    tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    boot_rd = bootstrap_cpio(tmp_path, blobs / "init")
+    cust_rd = _customer_cpio(tmp_path)
+    eif = tmp_path / "arm.eif"
+    cmdline = (blobs / "cmdline").read_text().strip()
+    rc = main(["assemble", "--arch", "aarch64", "--kernel", str(blobs / "Image"),
+               "--cmdline", cmdline, "--ramdisk", str(boot_rd), "--ramdisk", str(cust_rd),
+               "--output", str(eif)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    capsys.readouterr()
+    args = ["boot-test", str(eif), "--expect", "ARM64-MARK-hello argc=2", "--expect-status", "7"]
+    assert main([*args, "--json", "--timeout", str(TIMEOUT)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] and doc["exit_status"] == 7 and doc["expect_found"], doc["console"][-3000:]
+    assert doc["qemu_returncode"] == 0 and not doc["timed_out"]  # the init's reboot ended QEMU
+    assert "eifbuild-init: command exited with status 7" in doc["console"]
+    assert "Machine model: linux,dummy-virt" in doc["console"]  # really the arm64 virt board
