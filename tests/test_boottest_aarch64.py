@@ -98,3 +98,30 @@ def test_aarch64_eif_boots_via_cli(
     assert doc["qemu_returncode"] == 0 and not doc["timed_out"]  # the init's reboot ended QEMU
     assert "eifbuild-init: command exited with status 7" in doc["console"]
     assert "Machine model: linux,dummy-virt" in doc["console"]  # really the arm64 virt board
+
+
+@pytest.mark.qemu
+@pytest.mark.kernel
+def test_eifbuild_build_of_an_arm64_image_boots(
+    tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eifbuild build` of a generated arm64 OCI image (default blobs = the aarch64 kernel)."""
+    from tests.imagegen import E, simple_oci
+
+    src = tmp_path / "marker.c"
+    src.write_text(MARKER_C)
+    exe = tmp_path / "marker"
+    subprocess.run(
+        ["aarch64-linux-gnu-gcc", "-static", "-Os", "-o", str(exe), str(src)], check=True
+    )
+    layer = [E.dir("bin"), E.file("bin/marker", exe.read_bytes(), 0o755), E.dir("tmp", 0o1777)]
+    config: dict[str, object] = {"Env": ["GREETING=from-oci"], "Cmd": ["/bin/marker", "9"]}
+    ref = simple_oci(tmp_path / "oci", layer, config=config, arch="arm64")
+    eif = tmp_path / "img.eif"
+    assert main(["build", ref, "--output", str(eif)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert eif.read_bytes()[6:8] == b"\x00\x01"  # header flags (u16 BE at 6): aarch64
+    args = ["boot-test", str(eif), "--expect", "ARM64-MARK-from-oci argc=2", "--expect-status", "9"]
+    assert main([*args, "--timeout", str(TIMEOUT)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "ARM64-MARK-from-oci" in out.out and "status 9; PASSED" in out.err
