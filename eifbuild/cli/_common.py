@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
+
+from eifbuild._atomic import write_atomic
+from eifbuild.errors import EifbuildError
 
 
 def print_json(obj: Any) -> None:
@@ -16,3 +20,11 @@ def print_json(obj: Any) -> None:
 def info(msg: str) -> None:
     """Human progress/status lines go to stderr, never stdout."""
     print(msg, file=sys.stderr)
+
+
+def write_output(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a small output file atomically; an OS error becomes a one-line EifbuildError."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise EifbuildError(f"{os.fspath(path)}: cannot write ({exc.strerror or exc})") from None

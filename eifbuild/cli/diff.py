@@ -6,9 +6,8 @@ import argparse
 import os
 import sys
 
-from eifbuild._atomic import write_atomic
 from eifbuild._progress import progress, set_quiet
-from eifbuild.cli._common import info
+from eifbuild.cli._common import info, write_output
 from eifbuild.diff import diff_eifs, diff_listings, input_kind
 from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_json, render_text
 from eifbuild.errors import EifbuildError
@@ -110,10 +109,7 @@ def run(args: argparse.Namespace) -> int:
             d = diff_eifs(args.a, args.b, progress=bar.update)
         differs = bool(d["pcrs_differ"])
     if args.html:
-        try:
-            write_atomic(args.html, render_html(d, args.limit).encode("utf-8"))
-        except OSError as exc:
-            raise EifbuildError(f"{args.html}: cannot write ({exc.strerror or exc})") from None
+        write_output(args.html, render_html(d, args.limit).encode("utf-8"))
         info(f"HTML report written to {args.html}")
     if args.json:
         sys.stdout.write(render_json(d))

@@ -6,12 +6,10 @@ import argparse
 import os
 import sys
 
-from eifbuild._atomic import write_atomic
 from eifbuild._progress import progress
-from eifbuild.cli._common import info
+from eifbuild.cli._common import info, write_output
 from eifbuild.policy import (
     ATTESTED_ACTIONS,
-    PolicyError,
     check_account_id,
     check_role_arn,
     context,
@@ -118,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
         info(f"warning: role account {role.account} differs from key account {account}")
     text = render_policy(context(pcrs, account, role, actions), args.template)
     if args.output:
-        try:
-            write_atomic(args.output, text.encode("utf-8"))
-        except OSError as exc:
-            raise PolicyError(f"{args.output}: cannot write ({exc.strerror or exc})") from None
+        write_output(args.output, text.encode("utf-8"))
         info(
             f"KMS key policy pinning {', '.join(f'PCR{i}' for i in pcrs)} written to {args.output}"
         )
