@@ -159,11 +159,7 @@ def kernel_version_string(path: str | os.PathLike[str]) -> str:
     Raises :class:`BlobsError` if the file is not a bzImage.
     """
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(_KERNEL_PROBE_BYTES)
-    except OSError as exc:
-        raise BlobsError(f"kernel {p}: cannot read ({exc.strerror})") from None
+    head = _kernel_head(p, _KERNEL_PROBE_BYTES)
     if len(head) < 0x210 or head[0x202:0x206] != b"HdrS" or head[0x1FE:0x200] != b"\x55\xaa":
         raise BlobsError(f"kernel {p} is not an x86 bzImage (no boot sector / HdrS magic)")
     offset = int.from_bytes(head[0x20E:0x210], "little") + 0x200
@@ -218,12 +214,17 @@ def check_kernel(path: str | os.PathLike[str], arch: str = "x86_64") -> None:
     raise BlobsError(f"kernel check: unsupported architecture {arch!r}")
 
 
-def _arm64_header(p: Path) -> bytes:
+def _kernel_head(p: Path, n: int) -> bytes:
+    """The first ``n`` bytes of a kernel image (fewer if it is shorter)."""
     try:
         with p.open("rb") as fh:
-            head = fh.read(_ARM64_HEADER_BYTES)
+            return fh.read(n)
     except OSError as exc:
         raise BlobsError(f"kernel {p}: cannot read ({exc.strerror})") from None
+
+
+def _arm64_header(p: Path) -> bytes:
+    head = _kernel_head(p, _ARM64_HEADER_BYTES)
     if len(head) >= 8 and head[:2] == b"MZ" and head[4:8] == b"zimg":
         raise BlobsError(
             f"kernel {p} is an EFI zboot image (compressed, wrapped in PE): "

@@ -48,6 +48,27 @@ def test_missing_qemu_aarch64_names_the_debian_package(tmp_path: Path) -> None:
         run_qemu(tmp_path / "k", tmp_path / "i", "", BootOptions(qemu="qemu-not-here"), "aarch64")
 
 
+def test_cli_missing_qemu_for_an_aarch64_eif_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The QEMU binary and its Debian package follow the EIF's arch flag, not the host."""
+    from tests.blobgen import arm64_image
+
+    kernel = tmp_path / "Image"
+    kernel.write_bytes(arm64_image("6.12.95"))
+    (tmp_path / "rd").write_bytes(b"070701")
+    eif = tmp_path / "a.eif"
+    assert main(["assemble", "--arch", "aarch64", "--kernel", str(kernel), "--cmdline", "x",
+                 "--ramdisk", str(tmp_path / "rd"), "--output", str(eif)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["boot-test", str(eif), "--qemu", "qemu-not-here", "--json"]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == (
+        "eifbuild: error: qemu-not-here not found: install the Debian package qemu-system-arm "
+        "(apt-get install --no-install-recommends qemu-system-arm)\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def blobs() -> Path:
     require("qemu", shutil.which("qemu-system-aarch64") is not None, "Debian qemu-system-arm")
