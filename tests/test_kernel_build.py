@@ -67,3 +67,19 @@ def test_missing_cross_compiler_names_the_debian_package(
             init_toolchain_id("x86_64")
     with pytest.raises(KernelBuildError, match=r"^make not found .*package make$"):
         require_tool("make")
+
+
+def test_cross_gcc_without_static_libc_names_the_libc_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """gcc-aarch64-linux-gnu only recommends libc6-dev-arm64-cross; say so when it is absent."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("cross-toolchain expectations are for an x86_64 host")
+    for tool in ("gcc", "ld", "strip"):  # a cross toolchain whose gcc finds no libc.a
+        script = tmp_path / f"aarch64-linux-gnu-{tool}"
+        script.write_text(f'#!/bin/sh\ncase "$1" in -print-file-name=*) echo libc.a;; '
+                          f'*) echo "aarch64-linux-gnu-{tool} 12";; esac\n')  # fmt: skip
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(KernelBuildError, match="install the Debian package libc6-dev-arm64-cross"):
+        init_toolchain_id("aarch64")

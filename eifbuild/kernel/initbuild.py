@@ -31,6 +31,10 @@ from eifbuild.kernel._common import (
     tool_prefix,
 )
 
+# Debian package with the static glibc for a cross compiler (a Recommends of the cross gcc,
+# so missing after `apt-get install --no-install-recommends gcc-aarch64-linux-gnu`).
+_LIBC_PACKAGES = {"aarch64": "libc6-dev-arm64-cross", "x86_64": "libc6-dev-amd64-cross"}
+
 
 def _libc_a_hash(cc: str) -> str:
     libc = subprocess.run(
@@ -64,13 +68,17 @@ def init_toolchain_id(arch: str = "x86_64") -> dict[str, str]:
         return musl_toolchain_id()
     cc, strip = _tools(arch)
     prefix = tool_prefix(arch)
-    return {
+    ident = {
         "libc": "glibc-static",
         "gcc": first_line([cc, "--version"]),
         "ld": first_line([f"{prefix}ld", "--version"]),
         "strip": first_line([strip, "--version"]),
         "glibc_libc_a": _libc_a_hash(cc),
     }
+    if ident["glibc_libc_a"] == "missing":
+        pkg = _LIBC_PACKAGES.get(arch, "libc6-dev")
+        raise KernelBuildError(f"{cc} has no static libc.a: install the Debian package {pkg}")
+    return ident
 
 
 def init_cache_key(arch: str = "x86_64") -> str:
