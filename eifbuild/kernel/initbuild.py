@@ -76,7 +76,7 @@ def init_toolchain_id(arch: str = "x86_64") -> dict[str, str]:
         "glibc_libc_a": _libc_a_hash(cc),
     }
     if ident["glibc_libc_a"] == "missing":
-        pkg = _LIBC_PACKAGES.get(arch, "libc6-dev")
+        pkg = _LIBC_PACKAGES[arch] if prefix else "libc6-dev"
         raise KernelBuildError(f"{cc} has no static libc.a: install the Debian package {pkg}")
     return ident
 
