@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from eifbuild.cli import main
+from eifbuild.elfcheck import kernel_release
 from eifbuild.errors import BlobsError
-from eifbuild.kernel import default_blobs_dir, kernel_cache_key, load_pin, parse_config
+from eifbuild.kernel import cache_dir, default_blobs_dir, kernel_cache_key, load_pin, parse_config
 from tests.conftest import ROOT, require
 
 KERNELS = ROOT / "kernels"
@@ -110,3 +111,14 @@ def test_blobs_dir_and_kernel_path_cli(blobs: Path, capsys: pytest.CaptureFixtur
     info = json.loads((blobs.parent.parent / "kernel" / f"aarch64-{kernel_cache_key('aarch64')}"
                        / "build-info.json").read_text())  # fmt: skip
     assert info["text_offset_was"] == 0  # Linux 6.12 writes 0; eifbuild set 2 MiB
+
+
+@pytest.mark.kernel
+def test_kernel_identity_is_reproducible(blobs: Path) -> None:
+    """The banner carries the fixed build user/host/timestamp, not this machine's."""
+    data = (blobs / "Image").read_bytes()
+    assert kernel_release(blobs / "Image", "aarch64") == load_pin("aarch64").version.split("-")[0]
+    start = data.index(b"Linux version ")
+    banner = data[start : data.index(b"\n", start)].decode()
+    assert "(eifbuild@eifbuild)" in banner and "#1 SMP" in banner and "1970" in banner
+    assert str(cache_dir()).encode() not in data  # no build paths (the tree was under it)
