@@ -1,11 +1,13 @@
 """Flatten image layers into the merged root filesystem a container sees, without extracting.
 
 Layers are applied in order onto an in-memory tree of METADATA only (names, modes, owners,
-times, link targets, and for regular files the Region of their data inside a verified,
+times, link targets, and for regular files the offset of their data inside a verified,
 uncompressed layer tar). File contents are never held in memory: each emitted Entry's opener
-re-reads the bytes from the layer tar by offset. Memory therefore grows with the number of
-paths (about 0.35 KiB each plus the name), not with the image size, and is capped by
-``Limits.max_tree_bytes`` (default 192 MiB, so the process stays under 256 MiB).
+re-reads the bytes by offset through the layer's content (:meth:`Layer.content`: in place for
+uncompressed layers, inflate checkpoints for gzip, a temp file for zstd only). Memory therefore
+grows with the number of paths (about 0.35 KiB each plus the name), not with the image size,
+and is capped by ``Limits.max_tree_bytes`` (default 192 MiB) plus the gzip checkpoints'
+``Limits.max_index_bytes`` (default 16 MiB), so the process stays under 256 MiB.
 
 The merge follows Docker's layer application (moby ``pkg/archive/diff.go`` ``UnpackLayer``):
 
@@ -37,9 +39,9 @@ from dataclasses import dataclass, field
 
 from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region
+from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
 from eifbuild.sources._tar import Member
-from eifbuild.sources.image import Image
+from eifbuild.sources.image import Image, LayerContent
 
 # Every time Docker would take from the wall clock (init-layer entries, directories it touches,
 # implied parents, a created WorkingDir) becomes this ONE constant. It is linuxkit's fixed mtime,
@@ -127,7 +129,7 @@ NODE_BYTES = 346
 @dataclass
 class Tree:
     root: Node
-    paths: list[str] = field(default_factory=list)  # uncompressed tar file of each layer
+    contents: list[LayerContent] = field(default_factory=list)  # of each layer, by index
     cost: int = 0  # estimated bytes of every node ever created (see Limits.max_tree_bytes)
 
     def lookup(self, parts: list[bytes]) -> Node | None:
@@ -247,8 +249,8 @@ class _LayerApplier:
     def node(self, m: Member) -> Node:
         ino = Node(m.type, m.mode, m.uid, m.gid, m.mtime)
         ino.size, ino.xattrs = m.size, m.xattrs
-        if m.data is not None:
-            ino.off, ino.src = m.data.offset, self.index
+        if m.data_offset is not None:
+            ino.off, ino.src = m.data_offset, self.index
         ino.devmajor, ino.devminor = m.devmajor, m.devminor
         if m.type is EntryType.SYMLINK:
             if len(m.linkname) > self.limits.max_name_bytes:
@@ -316,7 +318,6 @@ def merge(image: Image, *, limits: Limits | None = None) -> Tree:
     for layer in image.layers:
         label = f"{image.reference}: {layer.label}"
         applier = _LayerApplier(tree, layer.index, label, lim)
-        tree.paths.append(layer.tar().path)
         for member in layer.members(max_entries=lim.max_entries):
             total += 1
             if total > lim.max_entries:
@@ -325,12 +326,12 @@ def merge(image: Image, *, limits: Limits | None = None) -> Tree:
                 )
             applier.apply(member)
         applier.finish()
+        tree.contents.append(layer.content())
     return tree
 
 
-def _opener(path: str, off: int, size: int) -> Callable[[], Iterator[bytes]]:
-    region = Region(path, off, size)
-    return lambda: region.chunks()
+def _opener(content: LayerContent, off: int, size: int) -> Callable[[], Iterator[bytes]]:
+    return lambda: content.chunks(off, size)
 
 
 def _export_order(root: Node) -> Iterator[tuple[bytes, Node]]:
@@ -419,7 +420,7 @@ def walk(tree: Tree, warn: Warn | None = None, *, order: str = "export") -> Iter
             linkname=ino.linkname,
             devmajor=ino.devmajor,
             devminor=ino.devminor,
-            opener=_opener(tree.paths[ino.src], ino.off, ino.size)
+            opener=_opener(tree.contents[ino.src], ino.off, ino.size)
             if ino.src >= 0 and ino.size
             else None,
         )

@@ -4,10 +4,19 @@ Every blob (a file in an OCI layout, or a member of a tar archive) is a :class:`
 range of a file on disk. Nothing is extracted to the host filesystem; archives are read in place.
 
 Layers are verified before use: the blob's sha256 against its digest, and the uncompressed
-stream's sha256 against the config's ``diff_id``. A compressed layer (gzip or zstd, detected by
-its magic bytes) is decompressed ONCE into a temp file owned by the image; uncompressed layers
-are read in place. That gives cheap random access by offset to every file's content, with memory
-bounded by a chunk size whatever the layer size (the price is disk space for compressed layers).
+stream's sha256 against the config's ``diff_id``. File contents are later read by offset into
+the uncompressed tar (``docker export`` order differs from tar order, so access is random):
+
+* uncompressed layers are read in place;
+* gzip layers (detected by magic bytes, as media types can lie) are NOT copied: random access
+  goes through checkpoints of the inflate state taken during the one sequential pass
+  (:mod:`eifbuild.sources._gzindex`), with memory bounded by ``Limits.max_index_bytes``;
+* zstd layers are decompressed ONCE into a temp file owned by the image
+  (:func:`materialize_layer`): python-zstandard cannot copy a decompressor's state, so that is
+  the one case that costs disk space (the layer's uncompressed size).
+
+``docker-daemon:`` images are first saved to a temp ``docker save`` archive (the Engine API
+gives no random access to layers); that archive is then read in place like any other.
 """
 
 from __future__ import annotations
@@ -49,6 +58,11 @@ class Limits:
     max_component_bytes: int = 255  # one path component
     max_json_bytes: int = 16 << 20  # manifest / config / index documents
     max_link_depth: int = 40  # symlink hops when resolving inside archives / rootfs
+    # gzip layers (eifbuild.sources._gzindex): inflate-state checkpoints every this many
+    # uncompressed bytes, and the memory all checkpoints of an image may take (beyond it a
+    # layer's spacing doubles). 16 MiB: ~400 checkpoints of ~40 KiB.
+    gzip_spacing_bytes: int = 8 << 20
+    max_index_bytes: int = 16 << 20
 
 
 DEFAULT_LIMITS = Limits()
@@ -203,7 +217,8 @@ def materialize_layer(
     """Verify a layer blob and return a Region of its UNCOMPRESSED tar.
 
     Checks the blob digest (when known) and the diff_id (when known), and the expanded-size
-    ceiling. Compressed layers are written once to a temp file in ``tmpdir``.
+    ceiling. Compressed layers are written once to a temp file in ``tmpdir`` (used for zstd;
+    gzip layers go through :mod:`eifbuild.sources._gzindex` instead).
     """
     kind = compression_of(region)
     if kind == "none":

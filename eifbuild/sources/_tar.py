@@ -1,8 +1,11 @@
-"""Stream the members of an uncompressed layer tar held in a Region, with hostile-input checks.
+"""Stream the members of an uncompressed layer tar, with hostile-input checks.
 
+The tar is either a Region read in place (:func:`iter_members`) or a forward-only stream of
+chunks, e.g. a gzip layer being inflated (:func:`iter_stream_members`, through
+:class:`Forward`, which keeps only a small window for the parser's short backward seeks).
 Members are yielded one at a time (the parser's member list is dropped as it goes, so memory
-does not grow with the number of entries). Each regular file carries the Region of its data,
-so content can be re-read later by offset without keeping it in memory.
+does not grow with the number of entries). Each regular file carries the offset of its data
+in the uncompressed tar, so content can be re-read later by offset without keeping it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -48,7 +51,7 @@ class Member:
     linkname: bytes
     devmajor: int
     devminor: int
-    data: Region | None  # regular files only
+    data_offset: int | None  # offset of the content in the uncompressed tar (files only)
     xattrs: tuple[str, ...] = ()
 
 
@@ -90,6 +93,66 @@ class _Window(io.RawIOBase):
         super().close()
 
 
+class Forward:
+    """A read-only file object over an iterator of chunks: seeks forward freely, and back by
+    at most :attr:`KEEP` bytes (tarfile re-reads a header after :func:`_peek_header`)."""
+
+    KEEP = 1 << 16
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+        self._start = 0  # offset of _buf[0]
+        self._pos = 0
+        self._eof = False
+
+    def _fill(self, upto: int, keep: int) -> None:
+        """Pull chunks until the buffer reaches ``upto``, dropping bytes before ``keep``."""
+        while self._start + len(self._buf) < upto and not self._eof:
+            chunk = next(self._chunks, None)
+            end = self._start + len(self._buf)
+            cut = min(max(self._start, keep), end)
+            self._buf = self._buf[cut - self._start :] + (chunk or b"")
+            self._start = cut
+            self._eof = chunk is None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            raise ValueError("unbounded read of a stream")
+        if self._pos < self._start:
+            raise ValueError("seek back beyond the kept window")
+        self._fill(self._pos + n, self._pos - self.KEEP)
+        i = self._pos - self._start
+        data = self._buf[i : i + n]
+        self._pos += len(data)
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        pos = pos + (self._pos if whence == 1 else 0)
+        if whence not in (0, 1) or pos < self._start:
+            raise ValueError("seek back beyond the kept window")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def available(self, end: int) -> int:
+        """min(end, stream size): reads forward to ``end`` (the data there is skipped)."""
+        self._fill(end, end - self.KEEP)
+        return min(end, self._start + len(self._buf))
+
+    def drain(self) -> None:
+        """Consume the rest of the stream (so a digest over all of it completes)."""
+        self._buf, self._start = b"", self._start + len(self._buf)
+        for chunk in self._chunks:
+            self._start += len(chunk)
+        self._eof = True
+
+
 def _s2b(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
@@ -127,7 +190,7 @@ def _xattrs(ti: tarfile.TarInfo) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _member(ti: tarfile.TarInfo, region: Region, what: str) -> Member:
+def _member(ti: tarfile.TarInfo, available: Callable[[int], int], what: str) -> Member:
     name = _s2b(ti.name)
     typ = _TYPES.get(ti.type)
     if typ is None or ti.sparse is not None:
@@ -135,12 +198,13 @@ def _member(ti: tarfile.TarInfo, region: Region, what: str) -> Member:
         raise RootfsError(f"{what}: entry {name!r}: unsupported tar entry {kind}")
     data = None
     if typ is EntryType.FILE:
-        if ti.offset_data + ti.size > region.size:
+        end = available(ti.offset_data + ti.size)
+        if end < ti.offset_data + ti.size:
             raise RootfsError(
                 f"{what}: entry {name!r}: size field {ti.size} disagrees with the data"
-                f" (layer ends {region.size - ti.offset_data} bytes after its header)"
+                f" (layer ends {end - ti.offset_data} bytes after its header)"
             )
-        data = region.sub(ti.offset_data, ti.size)
+        data = ti.offset_data
     elif ti.size and typ is not EntryType.HARDLINK:
         raise RootfsError(f"{what}: entry {name!r}: size field {ti.size} on a {typ.value} entry")
     return Member(
@@ -154,7 +218,7 @@ def _member(ti: tarfile.TarInfo, region: Region, what: str) -> Member:
         linkname=_s2b(ti.linkname),
         devmajor=ti.devmajor,
         devminor=ti.devminor,
-        data=data,
+        data_offset=data,
         xattrs=_xattrs(ti),
     )
 
@@ -165,6 +229,22 @@ def iter_members(region: Region, what: str, max_entries: int) -> Iterator[Member
         return
     raw = _Window(region)
     fh = io.BufferedReader(raw, buffer_size=1 << 16)
+    try:
+        yield from _parse(fh, lambda end: min(end, region.size), what, max_entries)
+    finally:
+        fh.close()
+
+
+def iter_stream_members(stream: Forward, what: str, max_entries: int) -> Iterator[Member]:
+    """Yield the members of the uncompressed tar read forward from ``stream``."""
+    if stream.available(1) == 0:
+        return
+    yield from _parse(stream, stream.available, what, max_entries)
+
+
+def _parse(
+    fh: Any, available: Callable[[int], int], what: str, max_entries: int
+) -> Iterator[Member]:
     count = 0
     last = b"(start)"
     try:
@@ -186,12 +266,10 @@ def iter_members(region: Region, what: str, max_entries: int) -> Iterator[Member
             count += 1
             if count > max_entries:
                 raise RootfsError(f"{what}: more than {max_entries} entries")
-            member = _member(ti, region, what)
+            member = _member(ti, available, what)
             last = member.name
             yield member
     except tarfile.TarError as exc:
         raise RootfsError(f"{what}: corrupt tar after entry {last!r}: {exc}") from None
     except (ValueError, UnicodeError, OverflowError) as exc:
         raise RootfsError(f"{what}: corrupt tar after entry {last!r}: {exc}") from None
-    finally:
-        fh.close()

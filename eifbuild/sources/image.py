@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from eifbuild.errors import ImageSourceError
 from eifbuild.model import ImageConfig
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region, materialize_layer
-from eifbuild.sources._tar import Member, iter_members
+from eifbuild.sources._blobs import (
+    DEFAULT_LIMITS,
+    Limits,
+    Region,
+    compression_of,
+    materialize_layer,
+)
+from eifbuild.sources._gzindex import GzipIndex, IndexBudget
+from eifbuild.sources._tar import Forward, Member, iter_members, iter_stream_members
 
 _ARCH_ALIASES = {
     "amd64": "amd64",
@@ -28,9 +36,31 @@ def normalize_arch(name: str) -> str:
     return _ARCH_ALIASES.get(name.lower(), name.lower())
 
 
+class LayerContent(Protocol):
+    """Random access to a verified layer's uncompressed tar, by offset."""
+
+    def chunks(self, offset: int, size: int) -> Iterator[bytes]: ...
+
+
+@dataclass(frozen=True)
+class RegionContent:
+    """An uncompressed tar on disk: the blob itself, or the temp file of a zstd layer."""
+
+    region: Region
+
+    def chunks(self, offset: int, size: int) -> Iterator[bytes]:
+        return self.region.sub(offset, size).chunks()
+
+
 @dataclass
 class Layer:
-    """One layer: its stored blob plus what the manifest/config say it must hash to."""
+    """One layer: its stored blob plus what the manifest/config say it must hash to.
+
+    How its content is reached (see :meth:`members`): an uncompressed blob is read in place; a
+    gzip blob through checkpoints of the inflate state (:mod:`eifbuild.sources._gzindex`, no
+    temp file); a zstd blob is decompressed once into a temp file of the image (python-
+    zstandard cannot copy a decompressor's state).
+    """
 
     index: int
     blob: Region
@@ -38,30 +68,78 @@ class Layer:
     diff_id: str | None  # uncompressed digest from the config
     media_type: str
     image: Image = field(repr=False)
-    _tar: Region | None = field(default=None, repr=False)
+    _content: LayerContent | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
         return f"layer {self.index} ({self.digest or self.diff_id or 'unknown digest'})"
 
-    def tar(self) -> Region:
-        """The verified, uncompressed tar (verification and decompression happen once)."""
-        if self._tar is None:
-            self._tar = materialize_layer(
-                self.blob,
-                blob_digest=self.digest,
-                diff_id=self.diff_id,
-                what=f"{self.image.reference}: {self.label}",
-                tmpdir=self.image.tmpdir(),
-                limits=self.image.limits,
-            )
-            self.image.add_expanded(self._tar.size, self.label)
-        return self._tar
+    @property
+    def what(self) -> str:
+        return f"{self.image.reference}: {self.label}"
 
     def members(self, max_entries: int | None = None) -> Iterator[Member]:
-        """Stream the verified tar members in stored order."""
+        """Stream the verified tar members in stored order.
+
+        The first call verifies the layer: the blob digest before anything is parsed; for a
+        gzip layer the diff_id when the stream ends (after the last member, before the
+        iterator finishes: a consumer must exhaust it before trusting the members), for other
+        layers before the first member.
+        """
         cap = self.image.limits.max_entries if max_entries is None else max_entries
-        return iter_members(self.tar(), f"{self.image.reference}: {self.label}", cap)
+        content = self._content
+        if isinstance(content, GzipIndex):
+            assert content.size is not None
+            return iter_stream_members(Forward(content.chunks(0, content.size)), self.what, cap)
+        if isinstance(content, RegionContent):
+            return iter_members(content.region, self.what, cap)
+        kind = compression_of(self.blob)
+        if kind == "gzip":
+            return self._first_gzip_pass(cap)
+        tar = materialize_layer(
+            self.blob,
+            blob_digest=self.digest,
+            diff_id=self.diff_id,
+            what=self.what,
+            tmpdir=self.image.tmpdir() if kind == "zstd" else "",
+            limits=self.image.limits,
+        )
+        self.image.add_expanded(tar.size, self.label)
+        self._content = RegionContent(tar)
+        return iter_members(tar, self.what, cap)
+
+    def _first_gzip_pass(self, cap: int) -> Iterator[Member]:
+        index = self.image.gzip_index(self.blob, self.what)
+        if self.digest is not None:
+            got = index.sha256()
+            if got != self.digest:
+                raise ImageSourceError(
+                    f"{self.what}: digest mismatch (expected {self.digest}, got {got})"
+                )
+        h = hashlib.sha256()
+
+        def chunks() -> Iterator[bytes]:
+            for data in index.build(lambda n: self.image.check_expanded(n, self.label)):
+                h.update(data)
+                yield data
+
+        stream = Forward(chunks())
+        yield from iter_stream_members(stream, self.what, cap)
+        stream.drain()
+        got = "sha256:" + h.hexdigest()
+        if self.diff_id is not None and got != self.diff_id:
+            raise ImageSourceError(
+                f"{self.what}: uncompressed digest mismatch (diff_id {self.diff_id}, got {got})"
+            )
+        assert index.size is not None
+        self.image.add_expanded(index.size, self.label)
+        self._content = index
+
+    def content(self) -> LayerContent:
+        """Random access to the uncompressed tar; :meth:`members` must have been read through."""
+        if self._content is None:
+            raise ImageSourceError(f"{self.what}: content read before the layer was verified")
+        return self._content
 
 
 @dataclass
@@ -74,21 +152,46 @@ class Image:
     limits: Limits = DEFAULT_LIMITS
     _tmp: str | None = field(default=None, repr=False)
     _expanded: int = field(default=0, repr=False)
+    _indexes: list[GzipIndex] = field(default_factory=list, repr=False)
+    _budget: IndexBudget | None = field(default=None, repr=False)
 
     def tmpdir(self) -> str:
         if self._tmp is None:
             self._tmp = tempfile.mkdtemp(prefix="eifbuild-image-")
         return self._tmp
 
-    def add_expanded(self, size: int, label: str) -> None:
-        self._expanded += size
-        if self._expanded > self.limits.max_total_bytes:
+    def gzip_index(self, blob: Region, what: str) -> GzipIndex:
+        """A new checkpoint index over a gzip blob, sharing this image's memory budget."""
+        if self._budget is None:
+            self._budget = IndexBudget(self.limits.max_index_bytes)
+        index = GzipIndex(
+            blob.path,
+            blob.offset,
+            blob.size,
+            what,
+            self.limits.gzip_spacing_bytes,
+            self._budget,
+            self.limits.max_layer_bytes,
+        )
+        self._indexes.append(index)
+        return index
+
+    def check_expanded(self, size: int, label: str) -> None:
+        """Refuse a layer of ``size`` uncompressed bytes that takes the image over its limit."""
+        if self._expanded + size > self.limits.max_total_bytes:
             raise ImageSourceError(
                 f"{self.reference}: {label} takes the image beyond the"
                 f" {self.limits.max_total_bytes}-byte total size limit"
             )
 
+    def add_expanded(self, size: int, label: str) -> None:
+        self.check_expanded(size, label)
+        self._expanded += size
+
     def close(self) -> None:
+        for index in self._indexes:
+            index.close()
+        self._indexes = []
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
