@@ -341,3 +341,48 @@ def test_snapshot_cost_constant_is_not_an_underestimate(tmp_path: Path) -> None:
         tracemalloc.stop()
         index.close()
     assert 32 << 10 < per <= SNAPSHOT_BYTES
+
+
+def test_unsorted_layer_gets_dense_checkpoints(tmp_path: Path) -> None:
+    """A tar not in export order is noticed in the first pass; sorted ones keep the spacing."""
+    rng = random.Random(5)
+    files = [E.file(f"f{i:02d}", _payload(rng, 60_000)) for i in range(40)]
+    refs = {
+        "sorted": simple_oci(tmp_path / "a", files, compression="gzip"),
+        "reversed": simple_oci(tmp_path / "b", files[::-1], compression="gzip"),
+    }
+    spacing = {}
+    for name, ref in refs.items():
+        with open_image(ref, limits=Limits(gzip_spacing_bytes=1 << 20)) as image:
+            got = {e.path: b"".join(e.open()) for e in flatten(image)}
+            index = image.layers[0].content()
+            assert isinstance(index, GzipIndex)
+            spacing[name] = index.spacing, len(index.checkpoints)
+        assert got == {e.name: e.data for e in files}
+    assert spacing["sorted"] == (1 << 20, 3)
+    assert spacing["reversed"][0] == _gzindex.DENSE_SPACING
+    assert spacing["reversed"][1] >= 8
+
+
+def test_gzip_options_reach_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from eifbuild.cli import main
+    from eifbuild.errors import UsageError
+    from eifbuild.sources import add_limit_arguments, limits_from_args
+
+    p = argparse.ArgumentParser()
+    add_limit_arguments(p)
+    lim = limits_from_args(p.parse_args(["--gzip-checkpoint-mib", "2", "--max-index-mib", "5"]))
+    assert (lim.gzip_spacing_bytes, lim.max_index_bytes) == (2 << 20, 5 << 20)
+    with pytest.raises(UsageError, match="--gzip-checkpoint-mib 0: must be a positive"):
+        limits_from_args(p.parse_args(["--gzip-checkpoint-mib", "0"]))
+    for command in ("rootfs", "build"):
+        try:
+            rc: object = main([command, "--help"])
+        except SystemExit as exc:
+            rc = exc.code
+        assert rc in (0, None)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "zstd layers are decompressed once into a temp file" in text
+        assert "gzip layers through checkpoints" in text and "--gzip-checkpoint-mib" in text

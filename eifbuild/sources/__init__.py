@@ -56,9 +56,17 @@ def parse_reference(ref: str) -> tuple[str, str, str | None]:
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--max-expanded-mib``, ``--max-entries``, ``--max-tree-mib`` (ceilings for hostile images)."""
+    """``--max-expanded-mib``, ``--max-entries``, ``--max-tree-mib`` (ceilings for hostile images),
+    ``--gzip-checkpoint-mib``, ``--max-index-mib`` (gzip random access)."""
     d = DEFAULT_LIMITS
-    g = parser.add_argument_group("limits (against hostile images)")
+    g = parser.add_argument_group(
+        "limits (against hostile images) and layer access",
+        "Layers are never extracted. Uncompressed layers are read in place; gzip layers through "
+        "checkpoints of the decompressor state taken while the layer is first read (no temp "
+        "copy; memory bounded by --max-index-mib); zstd layers are decompressed once into a temp "
+        "file (disk: their uncompressed size). A docker-daemon image is first saved to a temp "
+        "archive (`docker save`). Temp files go to $TMPDIR and are removed at exit.",
+    )
     g.add_argument(
         "--max-expanded-mib",
         type=int,
@@ -79,6 +87,20 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory ceiling for the merged file tree; the process needs about 40 MiB more "
         f"(default {d.max_tree_bytes >> 20})",
     )
+    g.add_argument(
+        "--gzip-checkpoint-mib",
+        type=int,
+        metavar="MIB",
+        help="gzip layers: snapshot the decompressor every MIB of output (~41 KiB each); "
+        f"smaller = faster out-of-order reads, more memory (default {d.gzip_spacing_bytes >> 20})",
+    )
+    g.add_argument(
+        "--max-index-mib",
+        type=int,
+        metavar="MIB",
+        help="memory for all gzip checkpoints of the image; beyond it a layer keeps every other "
+        f"checkpoint (default {d.max_index_bytes >> 20})",
+    )
 
 
 def limits_from_args(args: argparse.Namespace) -> Limits:
@@ -88,6 +110,8 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         ("max_expanded_mib", "max_total_bytes", 20),
         ("max_entries", "max_entries", 0),
         ("max_tree_mib", "max_tree_bytes", 20),
+        ("gzip_checkpoint_mib", "gzip_spacing_bytes", 20),
+        ("max_index_mib", "max_index_bytes", 20),
     ):
         value = getattr(args, opt, None)
         if value is None:

@@ -124,7 +124,13 @@ class Layer:
                 yield data
 
         stream = Forward(chunks())
-        yield from iter_stream_members(stream, self.what, cap)
+        prev: list[bytes] = []
+        for member in iter_stream_members(stream, self.what, cap):
+            key = [p for p in member.name.split(b"/") if p not in (b"", b".")]
+            if key < prev:  # not docker-export order: content reads will jump around
+                index.unsorted()
+            prev = key
+            yield member
         stream.drain()
         got = "sha256:" + h.hexdigest()
         if self.diff_id is not None and got != self.diff_id:
