@@ -1,18 +1,23 @@
-"""Peak memory and time of flattening a large generated image (target: <= 256 MiB peak RSS).
+"""Peak memory, temp disk and time of flattening a large generated image (target: <= 256 MiB).
 
-    .venv/bin/python benchmarks/bench_rootfs.py [--size-mib 2048] [--files 200000] [--gzip] [--listing]
+    .venv/bin/python benchmarks/bench_rootfs.py [--size-mib 2048] [--files 200000]
+        [--gzip | --gzip-all] [--shuffle] [--listing]
 
 Writes an OCI layout into a temp directory: layer 0 holds ``--files`` small files in nested
 directories, layer 1 a few big files adding up to ``--size-mib`` (gzip-compressed with
-``--gzip``), layer 2 deletes some of both. Then, in a fresh child process (so generation does
-not count), opens the image, flattens it and reads + hashes every file's content, and reports
-the child's peak RSS (``ru_maxrss``) and wall time. With ``--listing`` the child runs the
-``eifbuild rootfs`` command instead (JSON lines with sha256 of every file, to /dev/null).
+``--gzip``; ``--gzip-all`` compresses every layer), layer 2 deletes some of both.
+``--shuffle`` writes layer 0's files in reverse order (not docker-export order: content reads
+jump around, the worst case for gzip checkpoints). Then, in a fresh child process (so
+generation does not count) with its own empty TMPDIR, opens the image, flattens it and reads +
+hashes every file's content, and reports the child's peak RSS (``ru_maxrss``), wall time,
+content throughput and the peak size of its TMPDIR (polled every 50 ms). With ``--listing``
+the child runs the ``eifbuild rootfs`` command instead (JSON lines with sha256 of every file).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -49,13 +54,14 @@ def _tar(path: Path, members: Iterator[tuple[tarfile.TarInfo, _Pattern | None]])
             tf.addfile(ti, src)
 
 
-def _small(files: int) -> Iterator[tuple[tarfile.TarInfo, _Pattern | None]]:
+def _small(files: int, shuffle: bool = False) -> Iterator[tuple[tarfile.TarInfo, _Pattern | None]]:
     for d in range(files // 1000 + 1):
         ti = tarfile.TarInfo(f"usr/share/d{d:04d}")
         ti.type = tarfile.DIRTYPE
         ti.mode = 0o755
         yield ti, None
-        for f in range(min(1000, files - d * 1000)):
+        numbers = range(min(1000, files - d * 1000))
+        for f in reversed(numbers) if shuffle else numbers:
             ti = tarfile.TarInfo(f"usr/share/d{d:04d}/file-{f:04d}.txt")
             ti.size = 100 + f
             yield ti, _Pattern(ti.size, f)
@@ -102,18 +108,21 @@ def _sha_file(path: Path, compress: bool) -> tuple[str, str, Path]:
     return "sha256:" + diff.hexdigest(), "sha256:" + blob.hexdigest(), out_path
 
 
-def make_layout(root: Path, size: int, files: int, gz: bool) -> None:
+def make_layout(
+    root: Path, size: int, files: int, gz: bool, gz_all: bool = False, shuffle: bool = False
+) -> None:
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     layers = []
-    for i, gen in enumerate((_small(files), _big(size), _deletions())):
+    for i, gen in enumerate((_small(files, shuffle), _big(size), _deletions())):
         raw = root / f"layer{i}.tar"
         _tar(raw, gen)
-        diff_id, digest, blob_src = _sha_file(raw, gz and i == 1)
+        compress = gz_all or (gz and i == 1)
+        diff_id, digest, blob_src = _sha_file(raw, compress)
         os.replace(blob_src, blobs / digest[7:])
         if blob_src != raw:
             raw.unlink()
-        mt = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if gz and i == 1 else "")
+        mt = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else "")
         layers.append((diff_id, digest, (blobs / digest[7:]).stat().st_size, mt))
 
     def put(doc: dict[str, object]) -> dict[str, object]:
@@ -161,6 +170,7 @@ def child(ref: str) -> None:
 
     t0 = time.monotonic()
     entries = total = 0
+    stats = {"checkpoints": 0, "restarts": 0}
     with open_image(ref) as image:
         for e in flatten(image):
             entries += 1
@@ -169,15 +179,57 @@ def child(ref: str) -> None:
                 for chunk in e.open():
                     h.update(chunk)
                 total += e.size
+        for layer in image.layers:  # gzip index statistics (absent before gzip indexes)
+            content = getattr(layer, "_content", None)
+            stats["checkpoints"] += len(getattr(content, "checkpoints", ()))
+            stats["restarts"] += getattr(content, "restarts", 0)
     dt = time.monotonic() - t0
-    print(json.dumps({"entries": entries, "content_bytes": total, "seconds": round(dt, 1)}))
+    print(
+        json.dumps(
+            {
+                "entries": entries,
+                "content_bytes": total,
+                "seconds": round(dt, 1),
+                "content_mib_s": round(total / (1 << 20) / dt),
+                **stats,
+            }
+        )
+    )
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def run_watching_tmp(cmd: list[str], tmpdir: Path, stdout: int | None = None) -> tuple[str, int]:
+    """Run ``cmd`` with TMPDIR=``tmpdir`` (created empty); (stdout text, peak bytes in tmpdir)."""
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    peak = 0
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE if stdout is None else stdout, text=True
+    ) as proc:
+        while proc.poll() is None:
+            peak = max(peak, _tree_bytes(tmpdir))
+            time.sleep(0.05)
+        out = proc.stdout.read() if proc.stdout is not None else ""
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[:4]} failed with status {proc.returncode}")
+    return out, peak
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=2048)
     ap.add_argument("--files", type=int, default=200_000)
-    ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--gzip", action="store_true", help="gzip the big-file layer")
+    ap.add_argument("--gzip-all", action="store_true", help="gzip every layer")
+    ap.add_argument("--shuffle", action="store_true", help="small files out of export order")
     ap.add_argument("--listing", action="store_true", help="measure `eifbuild rootfs IMAGE`")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -187,26 +239,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rootfs-", dir=os.environ.get("TMPDIR")) as tmp:
         root = Path(tmp) / "oci"
         t0 = time.monotonic()
-        make_layout(root, args.size_mib << 20, args.files, args.gzip)
+        make_layout(root, args.size_mib << 20, args.files, args.gzip, args.gzip_all, args.shuffle)
         print(f"generated in {time.monotonic() - t0:.0f}s", file=sys.stderr)
         ref = f"oci:{root}:big"
         if args.listing:
             t1 = time.monotonic()
-            with open(os.devnull, "w") as null:
-                cmd = [sys.executable, "-m", "eifbuild", "rootfs", ref]
-                subprocess.run(cmd, check=True, stdout=null)
-            out = json.dumps({"seconds": round(time.monotonic() - t1, 1), "mode": "listing"})
+            cmd = [sys.executable, "-m", "eifbuild", "rootfs", ref]
+            _, peak_tmp = run_watching_tmp(cmd, Path(tmp) / "tmp", subprocess.DEVNULL)
+            result = {"seconds": round(time.monotonic() - t1, 1), "mode": "listing"}
         else:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", ref],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
+            cmd = [sys.executable, __file__, "--child", ref]
+            out, peak_tmp = run_watching_tmp(cmd, Path(tmp) / "tmp")
+            result = json.loads(out)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    result = json.loads(out)
     result.update(
-        size_mib=args.size_mib, files=args.files, gzip=args.gzip, peak_rss_mib=round(peak, 1)
+        size_mib=args.size_mib,
+        files=args.files,
+        gzip="all" if args.gzip_all else args.gzip,
+        shuffle=args.shuffle,
+        peak_rss_mib=round(peak, 1),
+        peak_tmp_mib=round(peak_tmp / (1 << 20), 1),
     )
     print(json.dumps(result))
 
