@@ -116,17 +116,21 @@ def _tar_with_offsets(rng: random.Random, count: int) -> tuple[bytes, dict[str, 
     count=st.integers(1, 40),
     spacing=st.sampled_from([512, 4096, 30_000, 1 << 20]),
     cuts=st.lists(st.integers(0, 10**6), max_size=3),
+    unsorted=st.booleans(),
 )
 def test_every_entry_of_a_layer_in_any_order(
-    seed: int, count: int, spacing: int, cuts: list[int]
+    seed: int, count: int, spacing: int, cuts: list[int], unsorted: bool
 ) -> None:
-    """Entries spanning checkpoints, read in tar order, sorted order and random order."""
+    """Entries spanning checkpoints, read in tar order, sorted order and random order (also
+    with the output window of layers seen out of export order)."""
     rng = random.Random(seed)
     raw, files = _tar_with_offsets(rng, count)
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(_gzindex, "IN_CHUNK", 1024):
         blob = Path(tmp) / "blob"
         blob.write_bytes(_members(raw, cuts, [1, 6]))
         index = _index(blob, spacing)
+        if unsorted:
+            index.unsorted()
         assert hashlib.sha256(b"".join(index.build())).digest() == hashlib.sha256(raw).digest()
         by_tar = sorted(files.values())
         by_name = [files[name] for name in sorted(files)]
@@ -357,11 +361,12 @@ def test_unsorted_layer_gets_dense_checkpoints(tmp_path: Path) -> None:
             got = {e.path: b"".join(e.open()) for e in flatten(image)}
             index = image.layers[0].content()
             assert isinstance(index, GzipIndex)
-            spacing[name] = index.spacing, len(index.checkpoints)
+            spacing[name] = index.spacing, len(index.checkpoints), index.restarts
         assert got == {e.name: e.data for e in files}
-    assert spacing["sorted"] == (1 << 20, 3)
-    assert spacing["reversed"][0] == _gzindex.DENSE_SPACING
-    assert spacing["reversed"][1] >= 8
+    assert spacing["sorted"] == (1 << 20, 3, 1)  # one reader ran through the layer
+    dense, checkpoints, restarts = spacing["reversed"]
+    assert dense == _gzindex.DENSE_SPACING and checkpoints >= 8
+    assert restarts <= checkpoints < len(files)  # the window served most backward steps
 
 
 def test_gzip_options_reach_the_limits(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,10 @@ layer is the order Docker wrote the layer tar (both are a sorted walk), so in th
 a layer is inflated about once in total. A layer whose tar is NOT in that order (e.g. GNU tar
 without ``--sort=name``, then ``docker import``) is noticed during the first pass: from the
 first out-of-order entry on, its checkpoints are :data:`DENSE_SPACING` apart, so a random read
-inflates ~128 KiB on average instead of half the normal spacing.
+inflates ~128 KiB on average instead of half the normal spacing, and the layer keeps its last
+:data:`WINDOW_BYTES` of output (also what a restart skipped over), so reads that step backwards
+through the tar (e.g. a reverse-sorted directory) are mostly served from it. That window is
+charged to the checkpoint budget.
 
 Memory: checkpoints of all gzip layers of an image share ``Limits.max_index_bytes`` (default
 16 MiB, about 400 checkpoints: a 3 GiB layer at 8 MiB spacing). When a layer's next checkpoint
@@ -56,8 +59,10 @@ READER_BYTES = SNAPSHOT_BYTES + IN_CHUNK  # an idle reader: state + unconsumed i
 # A restart (state copy, compressed input re-read) costs about as much as inflating this many
 # bytes: the idle reader is kept when it is at most that much further from the target.
 RESTART_BYTES = 64 << 10
-# Spacing once a layer's tar turns out not to be in export order (each read may restart).
+# Once a layer's tar turns out not to be in export order: checkpoint spacing, and the most
+# recent uncompressed output kept to serve reads just BEHIND the reader without a restart.
 DENSE_SPACING = 256 << 10
+WINDOW_BYTES = 512 << 10
 
 
 class _Truncated(Exception):
@@ -71,7 +76,7 @@ class Inflater:
     the uncompressed offset of the next byte :meth:`read` returns.
     """
 
-    __slots__ = ("_base", "_d", "_fd", "_feed", "_size", "inp", "out")
+    __slots__ = ("_base", "_d", "_fd", "_feed", "_size", "in_chunk", "inp", "out")
 
     def __init__(
         self, fd: int, base: int, size: int, inp: int = 0, out: int = 0, state: Any = None
@@ -80,9 +85,10 @@ class Inflater:
         self.inp, self.out = inp, out
         self._d: Any = state.copy() if state is not None else zlib.decompressobj(31)
         self._feed = b""
+        self.in_chunk = IN_CHUNK  # smaller input reads give finer snapshot points
 
     def _pull(self) -> bytes:
-        n = min(IN_CHUNK, self._size - self.inp)
+        n = min(self.in_chunk, self._size - self.inp)
         if n <= 0:
             return b""
         data = os.pread(self._fd, n, self._base + self.inp)
@@ -158,6 +164,8 @@ class GzipIndex:
     _fd: int = -1
     _ident: tuple[int, ...] = ()
     _idle: Inflater | None = None
+    _window: bytearray | None = None  # unsorted layers: the latest output, ending at _win_end
+    _win_end: int = 0
     restarts: int = 0  # reads that resumed from a checkpoint (statistics for tests/benchmarks)
 
     def __post_init__(self) -> None:
@@ -179,7 +187,9 @@ class GzipIndex:
             os.close(self._fd)
             self._fd = -1
             self.budget.used -= READER_BYTES + SNAPSHOT_BYTES * len(self.checkpoints)
-            self.checkpoints, self._outs, self._idle = [], [], None
+            if self._window is not None:
+                self.budget.used -= WINDOW_BYTES
+            self.checkpoints, self._outs, self._idle, self._window = [], [], None, None
 
     def check_unchanged(self) -> None:
         if self._fd < 0:
@@ -234,6 +244,9 @@ class GzipIndex:
         self._add(inf.snapshot())
         with progress(desc="read gzip layer") as bar:
             while True:
+                # Snapshots need all input read so far consumed: with dense checkpoints, read
+                # less input at a time so that happens often enough on compressible data.
+                inf.in_chunk = min(IN_CHUNK, max(4096, self.spacing >> 6))
                 data = self._inflate(inf, CHUNK)
                 if not data:
                     break
@@ -260,6 +273,28 @@ class GzipIndex:
     def unsorted(self) -> None:
         """The tar is not in export order: reads will jump around, so checkpoint densely."""
         self.spacing = min(self.spacing, DENSE_SPACING)
+        if self._window is None:
+            self._window = bytearray()
+            self.budget.used += WINDOW_BYTES
+
+    def _remember(self, data: bytes, end: int) -> None:
+        """Keep ``data`` (output ending at offset ``end``) in the window of an unsorted layer."""
+        win = self._window
+        if win is None:
+            return
+        if end - len(data) != self._win_end:
+            win.clear()
+        win += data[-WINDOW_BYTES:]
+        if len(win) > WINDOW_BYTES:
+            del win[: len(win) - WINDOW_BYTES]
+        self._win_end = end
+
+    def _from_window(self, offset: int, size: int) -> bytes | None:
+        win = self._window
+        if win is None or offset < self._win_end - len(win) or offset + size > self._win_end:
+            return None
+        i = offset - (self._win_end - len(win))
+        return bytes(win[i : i + size])
 
     # -- content reads --------------------------------------------------------------------
 
@@ -282,17 +317,25 @@ class GzipIndex:
         if self.size is None or offset < 0 or offset + size > self.size:
             raise ImageSourceError(f"{self.what}: content read outside the verified layer")
         self.check_unchanged()
+        cached = self._from_window(offset, size)
+        if cached is not None:
+            if cached:
+                yield cached
+            return
         inf = self._reader(offset)
         reuse = False
         try:
             while inf.out < offset:
-                if not self._inflate(inf, min(CHUNK, offset - inf.out)):
+                data = self._inflate(inf, min(CHUNK, offset - inf.out))
+                if not data:
                     raise ImageSourceError(f"{self.what}: gzip data changed after verification")
+                self._remember(data, inf.out)
             end = offset + size
             while inf.out < end:
                 data = self._inflate(inf, min(CHUNK, end - inf.out))
                 if not data:
                     raise ImageSourceError(f"{self.what}: gzip data changed after verification")
+                self._remember(data, inf.out)
                 yield data
             reuse = True
         except GeneratorExit:
