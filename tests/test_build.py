@@ -289,3 +289,25 @@ def test_entrypoint_mode(
     # nitro mode reports the ignored WorkingDir (it exists, so no parity exception)
     assert any("WorkingDir '/bin' is ignored" in w for w in rec["warnings"]) is (mode != "docker")
     assert "parity_exceptions" not in rec
+
+
+def test_build_arch_accepts_both_spellings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--arch takes the OCI and the kernel spellings alike: aarch64 selects the arm64 image."""
+    blobs = make_blobs(tmp_path / "blobs", kernel="Image", nsm=False)
+    ref = _oci(tmp_path, {"Cmd": ["/bin/app"]}, arch="arm64")
+    outs = []
+    for given in ("arm64", "aarch64"):
+        out = tmp_path / f"{given}.eif"
+        rc, _, err = run_cli(
+            ["build", ref, "--blobs", str(blobs), "-o", str(out), "--arch", given], capsys
+        )
+        assert rc == 0, err
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    rc, _, err = run_cli(
+        ["build", ref, "--blobs", str(blobs), "-o", str(tmp_path / "x.eif"), "--arch", "x86_64"],
+        capsys,
+    )
+    assert rc == 1 and "amd64" in err and not (tmp_path / "x.eif").exists()

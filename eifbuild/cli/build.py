@@ -9,7 +9,7 @@ from eifbuild._epoch import source_date_epoch
 from eifbuild._progress import set_quiet
 from eifbuild.cli._common import info, print_json
 from eifbuild.errors import UsageError
-from eifbuild.sources import add_limit_arguments, limits_from_args
+from eifbuild.sources import add_limit_arguments, limits_from_args, normalize_arch
 
 HELP = "build an EIF from a container image (PCRs identical to nitro-cli build-enclave)"
 DESCRIPTION = """Build an EIF v4 from a container image without Docker or linuxkit.
@@ -39,7 +39,11 @@ config."""
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE", help="image reference with transport")
     p.add_argument("--output", "-o", required=True, metavar="OUT.eif", help="EIF file to write")
-    p.add_argument("--arch", choices=("amd64", "arm64"), help="platform to select from an index")
+    p.add_argument(
+        "--arch",
+        choices=("amd64", "x86_64", "arm64", "aarch64"),
+        help="platform to select from an index; the image must have it (amd64 = x86_64, arm64 = aarch64)",
+    )
     p.add_argument("--docker-dir", metavar="DIR", help="build IMAGE from DIR/Dockerfile first")
     p.add_argument(
         "--entrypoint-mode",
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     req = BuildRequest(
         image=args.image,
         output=Path(args.output),
-        arch=args.arch,
+        arch=normalize_arch(args.arch) if args.arch else None,
         docker_dir=args.docker_dir,
         blobs_dir=args.blobs,
         kernel=args.kernel,
