@@ -1,13 +1,13 @@
 """Peak memory, temp disk and time of flattening a large generated image (target: <= 256 MiB).
 
     .venv/bin/python benchmarks/bench_rootfs.py [--size-mib 2048] [--files 200000]
-        [--gzip | --gzip-all] [--shuffle] [--listing]
+        [--gzip | --gzip-all] [--shuffle reverse|random] [--listing]
 
 Writes an OCI layout into a temp directory: layer 0 holds ``--files`` small files in nested
 directories, layer 1 a few big files adding up to ``--size-mib`` (gzip-compressed with
 ``--gzip``; ``--gzip-all`` compresses every layer), layer 2 deletes some of both.
-``--shuffle`` writes layer 0's files in reverse order (not docker-export order: content reads
-jump around, the worst case for gzip checkpoints). Then, in a fresh child process (so
+``--shuffle reverse|random`` writes each directory of layer 0's files in that order (not
+docker-export order: content reads jump around; random is the worst case for gzip checkpoints). Then, in a fresh child process (so
 generation does not count) with its own empty TMPDIR, opens the image, flattens it and reads +
 hashes every file's content, and reports the child's peak RSS (``ru_maxrss``), wall time,
 content throughput and the peak size of its TMPDIR (polled every 50 ms). With ``--listing``
@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -54,14 +55,18 @@ def _tar(path: Path, members: Iterator[tuple[tarfile.TarInfo, _Pattern | None]])
             tf.addfile(ti, src)
 
 
-def _small(files: int, shuffle: bool = False) -> Iterator[tuple[tarfile.TarInfo, _Pattern | None]]:
+def _small(files: int, shuffle: str = "") -> Iterator[tuple[tarfile.TarInfo, _Pattern | None]]:
     for d in range(files // 1000 + 1):
         ti = tarfile.TarInfo(f"usr/share/d{d:04d}")
         ti.type = tarfile.DIRTYPE
         ti.mode = 0o755
         yield ti, None
-        numbers = range(min(1000, files - d * 1000))
-        for f in reversed(numbers) if shuffle else numbers:
+        numbers = list(range(min(1000, files - d * 1000)))
+        if shuffle == "reverse":
+            numbers.reverse()
+        elif shuffle == "random":
+            random.Random(d).shuffle(numbers)
+        for f in numbers:
             ti = tarfile.TarInfo(f"usr/share/d{d:04d}/file-{f:04d}.txt")
             ti.size = 100 + f
             yield ti, _Pattern(ti.size, f)
@@ -109,7 +114,7 @@ def _sha_file(path: Path, compress: bool) -> tuple[str, str, Path]:
 
 
 def make_layout(
-    root: Path, size: int, files: int, gz: bool, gz_all: bool = False, shuffle: bool = False
+    root: Path, size: int, files: int, gz: bool, gz_all: bool = False, shuffle: str = ""
 ) -> None:
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True)
@@ -229,7 +234,12 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200_000)
     ap.add_argument("--gzip", action="store_true", help="gzip the big-file layer")
     ap.add_argument("--gzip-all", action="store_true", help="gzip every layer")
-    ap.add_argument("--shuffle", action="store_true", help="small files out of export order")
+    ap.add_argument(
+        "--shuffle",
+        choices=("reverse", "random"),
+        default="",
+        help="write each directory of small files in reverse or random order (not export order)",
+    )
     ap.add_argument("--listing", action="store_true", help="measure `eifbuild rootfs IMAGE`")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -256,7 +266,7 @@ def main() -> None:
         size_mib=args.size_mib,
         files=args.files,
         gzip="all" if args.gzip_all else args.gzip,
-        shuffle=args.shuffle,
+        shuffle=args.shuffle or None,
         peak_rss_mib=round(peak, 1),
         peak_tmp_mib=round(peak_tmp / (1 << 20), 1),
     )
