@@ -11,6 +11,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import random
 import tarfile
 import tempfile
@@ -442,3 +443,31 @@ def test_mutated_gzip_layers_never_crash(
                         assert sum(len(c) for c in e.open()) == e.size
         except EifbuildError as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_layer_rewritten_after_verification_is_refused(tmp_path: Path, compression: str) -> None:
+    """Any layer kind: content is not read from a file that changed since its digest check."""
+    ref = simple_oci(tmp_path / "oci", [E.file("f", b"data" * 5000)], compression=compression)
+    with open_image(ref) as image:
+        entries = {e.path: e for e in flatten(image)}
+        assert b"".join(entries[b"f"].open()) == b"data" * 5000
+        target = image.layers[0].content()
+        path = Path(target.path if isinstance(target, GzipIndex) else target.region.path)  # type: ignore[attr-defined]
+        os.utime(path, ns=(0, path.stat().st_mtime_ns))  # same bytes; only ctime moves
+        with pytest.raises(ImageSourceError, match="changed on disk after it was verified"):
+            b"".join(entries[b"f"].open())
+
+
+def test_window_only_when_the_budget_has_room(tmp_path: Path) -> None:
+    (tmp_path / "b").write_bytes(gzip.compress(b"x" * 1000, mtime=0))
+    roomy = _index(tmp_path / "b", 4096)
+    roomy.unsorted()
+    tight = _index(tmp_path / "b", 4096, budget=_gzindex.READER_BYTES + SNAPSHOT_BYTES)
+    tight.unsorted()
+    assert roomy._window is not None and tight._window is None
+    assert tight.spacing == roomy.spacing == 4096
+    for index in (roomy, tight):
+        assert b"".join(index.build()) == b"x" * 1000
+        assert b"".join(index.chunks(10, 20)) == b"x" * 20
+        index.close()

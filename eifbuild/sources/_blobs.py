@@ -15,6 +15,10 @@ the uncompressed tar (``docker export`` order differs from tar order, so access 
   (:func:`materialize_layer`): python-zstandard cannot copy a decompressor's state, so that is
   the one case that costs disk space (the layer's uncompressed size).
 
+Between verification and use, a layer file on disk must not change: its identity (device,
+inode, size, mtime, ctime) is taken before it is verified and compared before every later read
+(a hostile process rewriting a blob after its digest was checked is refused, not trusted).
+
 ``docker-daemon:`` images are first saved to a temp ``docker save`` archive (the Engine API
 gives no random access to layers); that archive is then read in place like any other.
 """

@@ -22,7 +22,7 @@ first out-of-order entry on, its checkpoints are :data:`DENSE_SPACING` apart, so
 inflates ~128 KiB on average instead of half the normal spacing, and the layer keeps its last
 :data:`WINDOW_BYTES` of output (also what a restart skipped over), so reads that step backwards
 through the tar (e.g. a reverse-sorted directory) are mostly served from it. That window is
-charged to the checkpoint budget.
+charged to the checkpoint budget (and skipped when the budget has no room left).
 
 Memory: checkpoints of all gzip layers of an image share ``Limits.max_index_bytes`` (default
 16 MiB, about 400 checkpoints: a 3 GiB layer at 8 MiB spacing). When a layer's next checkpoint
@@ -143,7 +143,8 @@ class IndexBudget:
     used: int = 0
 
 
-def _identity(st: os.stat_result) -> tuple[int, ...]:
+def identity(st: os.stat_result) -> tuple[int, ...]:
+    """What must not change between verification and use: device, inode, size, mtime, ctime."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -179,7 +180,7 @@ class GzipIndex:
         if not stat.S_ISREG(st.st_mode) or st.st_size < self.base + self.blob_size:
             self.close()
             raise ImageSourceError(f"{self.what}: {self.path} is not the expected regular file")
-        self._ident = _identity(st)
+        self._ident = identity(st)
         self.budget.used += READER_BYTES
 
     def close(self) -> None:
@@ -194,7 +195,7 @@ class GzipIndex:
     def check_unchanged(self) -> None:
         if self._fd < 0:
             raise ImageSourceError(f"{self.what}: read after the image was closed")
-        if _identity(os.fstat(self._fd)) != self._ident:
+        if identity(os.fstat(self._fd)) != self._ident:
             raise ImageSourceError(
                 f"{self.what}: blob {self.path} changed on disk after it was verified"
             )
@@ -271,9 +272,10 @@ class GzipIndex:
             raise ImageSourceError(f"{self.what}: corrupt gzip data ({why})") from None
 
     def unsorted(self) -> None:
-        """The tar is not in export order: reads will jump around, so checkpoint densely."""
+        """The tar is not in export order: reads will jump around, so checkpoint densely (and
+        keep a window of output if the budget still has room for it)."""
         self.spacing = min(self.spacing, DENSE_SPACING)
-        if self._window is None:
+        if self._window is None and self.budget.used + WINDOW_BYTES <= self.budget.limit:
             self._window = bytearray()
             self.budget.used += WINDOW_BYTES
 

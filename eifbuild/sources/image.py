@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from eifbuild.sources._blobs import (
     compression_of,
     materialize_layer,
 )
-from eifbuild.sources._gzindex import GzipIndex, IndexBudget
+from eifbuild.sources._gzindex import GzipIndex, IndexBudget, identity
 from eifbuild.sources._tar import Forward, Member, iter_members, iter_stream_members
 
 _ARCH_ALIASES = {
@@ -44,11 +45,28 @@ class LayerContent(Protocol):
 
 @dataclass(frozen=True)
 class RegionContent:
-    """An uncompressed tar on disk: the blob itself, or the temp file of a zstd layer."""
+    """An uncompressed tar on disk: the blob itself, or the temp file of a zstd layer.
+
+    ``ident`` is the file's :func:`identity` from before its verification; every read
+    compares it, so a file rewritten, replaced or touched since is refused.
+    """
 
     region: Region
+    what: str
+    ident: tuple[int, ...]
+
+    def check_unchanged(self) -> None:
+        try:
+            now = identity(os.stat(self.region.path))
+        except OSError:
+            now = ()
+        if now != self.ident:
+            raise ImageSourceError(
+                f"{self.what}: {self.region.path} changed on disk after it was verified"
+            )
 
     def chunks(self, offset: int, size: int) -> Iterator[bytes]:
+        self.check_unchanged()
         return self.region.sub(offset, size).chunks()
 
 
@@ -92,10 +110,14 @@ class Layer:
             assert content.size is not None
             return iter_stream_members(Forward(content.chunks(0, content.size)), self.what, cap)
         if isinstance(content, RegionContent):
-            return iter_members(content.region, self.what, cap)
+            return self._checked(content, cap)
         kind = compression_of(self.blob)
         if kind == "gzip":
             return self._first_gzip_pass(cap)
+        try:
+            before = identity(os.stat(self.blob.path))
+        except OSError as exc:
+            raise ImageSourceError(f"{self.what}: {self.blob.path}: {exc.strerror}") from None
         tar = materialize_layer(
             self.blob,
             blob_digest=self.digest,
@@ -105,8 +127,15 @@ class Layer:
             limits=self.image.limits,
         )
         self.image.add_expanded(tar.size, self.label)
-        self._content = RegionContent(tar)
-        return iter_members(tar, self.what, cap)
+        ident = before if tar.path == self.blob.path else identity(os.stat(tar.path))
+        self._content = RegionContent(tar, self.what, ident)
+        return self._checked(self._content, cap)
+
+    def _checked(self, content: RegionContent, cap: int) -> Iterator[Member]:
+        """The members of an on-disk tar, refusing it if it changed since verification."""
+        content.check_unchanged()
+        yield from iter_members(content.region, self.what, cap)
+        content.check_unchanged()
 
     def _first_gzip_pass(self, cap: int) -> Iterator[Member]:
         index = self.image.gzip_index(self.blob, self.what)
