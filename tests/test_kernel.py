@@ -65,7 +65,32 @@ def test_pin_is_well_formed() -> None:
     assert re.fullmatch(r"6\.12\.\d+-\S+", pin.version)
     assert re.fullmatch(r"[0-9a-f]{64}", pin.deb_sha256)
     assert re.fullmatch(r"[0-9a-f]{64}", pin.tarball_sha256)
-    assert "/etc/apt" not in pin.apt_source
+    assert pin.apt_suite and pin.apt_component == "main"
+
+
+def test_debian_mirror_comes_from_the_host_apt_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eifbuild.errors import KernelBuildError
+    from eifbuild.kernel._aptfetch import apt_source_line, debian_mirror
+
+    monkeypatch.delenv("EIFBUILD_DEBIAN_MIRROR", raising=False)
+    etc = tmp_path / "apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    with pytest.raises(KernelBuildError, match="EIFBUILD_DEBIAN_MIRROR"):
+        debian_mirror(etc)
+    (etc / "sources.list.d" / "a.list").write_text(
+        "# comment\ndeb [arch=amd64] http://mirror.example/debian-security bookworm-security main\n"
+    )
+    (etc / "sources.list.d" / "b.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\nComponents: main\n"
+    )
+    assert debian_mirror(etc) == "http://mirror.example/debian"
+    monkeypatch.setenv("EIFBUILD_DEBIAN_MIRROR", "http://other.example/debian/")
+    assert debian_mirror(etc) == "http://other.example/debian"
+    line = apt_source_line(load_pin("x86_64"), "http://m.example/debian")
+    assert line.startswith("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ")
+    assert line.endswith(" http://m.example/debian bookworm-backports main")
 
 
 def test_vsock_patch_removes_the_pushback_counter() -> None:

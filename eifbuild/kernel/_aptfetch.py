@@ -3,6 +3,11 @@
 apt runs with its own sources.list, state and cache under the eifbuild cache directory, so
 ``/etc/apt`` and the dpkg database are never touched. The ``.deb`` and the tarball inside it are
 checked against ``kernels/<arch>/source.json`` before use.
+
+The pin names a suite and component, not a mirror: the Debian mirror is the one this machine's
+apt already uses (read, never changed, from ``/etc/apt/sources.list`` and
+``/etc/apt/sources.list.d``), or ``$EIFBUILD_DEBIAN_MIRROR``. The hashes make the mirror
+irrelevant to what is built.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ class SourcePin:
 
     package: str
     version: str
-    apt_source: str
+    apt_suite: str
+    apt_component: str
     deb_sha256: str
     tarball: str
     tarball_sha256: str
@@ -56,6 +62,51 @@ def load_pin(arch: str = "x86_64") -> SourcePin:
         return SourcePin(**{f: str(raw[f]) for f in SourcePin.__dataclass_fields__})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KernelBuildError(f"kernel source pin {path} is unreadable: {exc}") from None
+
+
+APT_ETC = Path("/etc/apt")
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def _configured_uris(etc: Path) -> list[str]:
+    """Repository URIs of the host's apt configuration, in file order (one-line and deb822)."""
+    uris: list[str] = []
+    files = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*"))]
+    for f in files:
+        if not f.is_file() or f.suffix not in ("", ".list", ".sources"):
+            continue
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if f.suffix == ".sources" and line.lower().startswith("uris:"):
+                uris.extend(line.split(":", 1)[1].split())
+            elif line.startswith("deb "):
+                words = [w for w in line.split()[1:] if not w.startswith("[")]
+                words = [w for w in words if "=" not in w and not w.endswith("]")]
+                if words:
+                    uris.append(words[0])
+    return uris
+
+
+def debian_mirror(etc: Path = APT_ETC) -> str:
+    """The Debian archive mirror to fetch from: $EIFBUILD_DEBIAN_MIRROR, else the host's own."""
+    env = os.environ.get("EIFBUILD_DEBIAN_MIRROR", "").strip()
+    if env:
+        return env.rstrip("/")
+    for uri in _configured_uris(etc):
+        if uri.rstrip("/").endswith("/debian"):
+            return uri.rstrip("/")
+    raise KernelBuildError(
+        f"no Debian archive mirror found in {etc}/sources.list(.d) to fetch the kernel source "
+        "from: set EIFBUILD_DEBIAN_MIRROR to a Debian mirror URL (ending in /debian)"
+    )
+
+
+def apt_source_line(pin: SourcePin, mirror: str) -> str:
+    return f"deb [signed-by={DEBIAN_KEYRING}] {mirror} {pin.apt_suite} {pin.apt_component}"
 
 
 def _apt_options(root: Path) -> list[str]:
@@ -91,9 +142,10 @@ def fetch_source_deb(pin: SourcePin, log: Log = quiet) -> Path:
     root = cache_dir() / "apt"
     for sub in ("sources.list.d", "preferences.d", "state/lists/partial", "cache/archives/partial"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "sources.list").write_text(pin.apt_source + "\n")
+    source = apt_source_line(pin, debian_mirror())
+    (root / "sources.list").write_text(source + "\n")
     dl.mkdir(parents=True, exist_ok=True)
-    log(f"fetching {pin.package} {pin.version} with apt ({pin.apt_source.split(']')[-1].strip()})")
+    log(f"fetching {pin.package} {pin.version} with apt ({pin.apt_suite} {pin.apt_component})")
     upd = _apt(root, "update")
     if upd.returncode != 0:
         tail = " ".join(upd.stderr.strip().splitlines()[-2:])
@@ -102,7 +154,7 @@ def fetch_source_deb(pin: SourcePin, log: Log = quiet) -> Path:
     if got.returncode != 0 or not deb.is_file():
         raise KernelBuildError(
             f"{pin.package} version {pin.version} is not available from "
-            f"'{pin.apt_source}' (Debian removes old versions): bump the pin in "
+            f"'{source}' (Debian removes old versions): bump the pin in "
             f"kernels/<arch>/source.json (version, deb_sha256, tarball_sha256; see kernels/README.md)"
         )
     actual = sha256_file(deb)
