@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests: no per-example deadline (the machine may be busy building a kernel); in CI
+# (CI=true) examples are derived from the test itself, so a run is reproducible.
+settings.register_profile(
+    "eifbuild", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("ci", parent=settings.get_profile("eifbuild"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "eifbuild")
 REQUIRED = {x.strip() for x in os.environ.get("EIFBUILD_REQUIRE", "").split(",") if x.strip()}
 
 
