@@ -11,7 +11,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from eifbuild._epoch import source_date_epoch
 from eifbuild.errors import KernelBuildError
 
 RECIPE_VERSION = "1"  # bump when the build steps change their output
@@ -93,12 +92,6 @@ def cache_key(parts: dict[str, object]) -> str:
     """A short stable hash of a JSON-able description of a build's inputs."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
-
-
-def epoch() -> int:
-    """SOURCE_DATE_EPOCH for the build, 0 when unset."""
-    value = source_date_epoch()
-    return 0 if value is None else value
 
 
 # ---------------------------------------------------------------------------- toolchains

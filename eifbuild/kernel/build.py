@@ -30,7 +30,6 @@ from eifbuild.kernel._common import (
     c_env,
     cache_dir,
     cache_key,
-    epoch,
     first_line,
     kernels_dir,
     quiet,
@@ -38,6 +37,10 @@ from eifbuild.kernel._common import (
     tool_prefix,
 )
 from eifbuild.kernel.kconfig import kbuild_env, missing_options, parse_config
+
+# The kernel's KBUILD_BUILD_TIMESTAMP, part of the recipe rather than of the environment:
+# SOURCE_DATE_EPOCH sets an EIF's BuildTime and must not select (or miss) another kernel.
+KERNEL_EPOCH = 0
 
 
 def patches(arch: str) -> list[Path]:
@@ -63,7 +66,7 @@ def kernel_cache_key(arch: str = "x86_64") -> str:
         "fragment": sha256_file(d / "enclave.config"),
         "patches": [[p.name, sha256_file(p)] for p in patches(arch)],
         "toolchain": kernel_toolchain_id(arch),
-        "epoch": epoch(),
+        "epoch": KERNEL_EPOCH,
     }
     if arch == "aarch64":
         parts["text_offset"] = ARM64_TEXT_OFFSET
@@ -194,7 +197,7 @@ def _compile(
     tarball = extract_tarball(pin, fetch_source_deb(pin, log))
     log_path = work / "build.log"
     log_path.write_text("")
-    env = c_env(kbuild_env(epoch()))
+    env = c_env(kbuild_env(KERNEL_EPOCH))
     log(f"unpacking {tarball.name} and applying {len(patches(arch))} patch(es) in {work}")
     src = _unpack_source(tarball, arch, work, log_path)
     obj = work / "obj"
@@ -212,7 +215,7 @@ def _compile(
     return {
         "package": pin.package, "version": pin.version, "tarball_sha256": pin.tarball_sha256,
         "patches": [p.name for p in patches(arch)], "toolchain": kernel_toolchain_id(arch),
-        "kbuild_env": kbuild_env(epoch()), "make_steps": steps, "jobs": n,
+        "kbuild_env": kbuild_env(KERNEL_EPOCH), "make_steps": steps, "jobs": n,
         "compile_seconds": round(time.monotonic() - start, 1),
     }  # fmt: skip
 
