@@ -193,6 +193,19 @@ def test_unreachable_endpoint(kms: Any, tmp_path: Path, capsys: pytest.CaptureFi
     assert rc == 1 and "DescribeKey failed" in err and not out.exists()
 
 
+def test_alias_name_without_region_names_the_option(
+    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    eif = make_eif(tmp_path / "u.eif")
+    meta = _create_key(kms)
+    kms.create_alias(AliasName="alias/no-region", TargetKeyId=meta["KeyId"])
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    out = tmp_path / "o.eif"
+    rc, _, err = _sign(capsys, eif, out, cert, "alias/no-region", kms_endpoint)
+    assert rc == 1 and not out.exists()
+    assert err.count("\n") == 1 and "no AWS region: pass --kms-region REGION" in err
+
+
 def test_detached_sign_payload_with_kms_alias(
     kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -157,6 +157,11 @@ def open_kms_key(
     try:
         client = boto3.session.Session().client("kms", region_name=region, endpoint_url=endpoint)
     except Exception as exc:
+        if type(exc).__name__ == "NoRegionError":  # botocore's, for a name or ID without region
+            raise SigningError(
+                f"KMS key {ref}: no AWS region: pass --kms-region REGION, set AWS_REGION, "
+                "or give the key or alias ARN"
+            ) from None
         raise SigningError(f"KMS key {ref}: cannot create a KMS client: {exc}") from None
     arn, alg = _describe(client, ref, key_id)
     try:
