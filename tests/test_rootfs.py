@@ -462,3 +462,18 @@ def test_path_order_matches_sorting_for_any_tree(tmp_path: Path, names: list[lis
         export = [_entry_tuple(e) for e in flatten(image)]
         by_path = [_entry_tuple(e) for e in flatten(image, order="path")]
     assert by_path == sorted(export, key=lambda t: t[0])
+
+
+def test_cli_arch_accepts_kernel_names_and_rejects_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eifbuild.cli import main
+
+    ref = simple_oci(tmp_path / "oci", [E.file("a", b"x")])
+    assert main(["rootfs", "--arch", "x86_64", ref]) == 0
+    assert '"path": "a"' in capsys.readouterr().out
+    assert main(["rootfs", "--arch", "aarch64", ref]) == 1
+    assert "image is linux/amd64, but --arch aarch64 was asked" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["rootfs", "--arch", "foo", ref])
+    assert exc.value.code == 2

@@ -28,7 +28,11 @@ IMAGE: docker-daemon:REF or REF, docker-archive:PATH[:REF], oci:DIR[:REF], oci-a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="image reference with transport")
-    parser.add_argument("--arch", help="platform to pick from an index: amd64 or arm64")
+    parser.add_argument(
+        "--arch",
+        choices=("amd64", "x86_64", "arm64", "aarch64"),
+        help="platform to pick from an index; the image must have it (amd64 = x86_64, arm64 = aarch64)",
+    )
     parser.add_argument(
         "--docker-dir", type=Path, help="docker build this directory first, tagged IMAGE"
     )
