@@ -6,16 +6,22 @@ included), nlink 2 for directories and 1 otherwise, device fields 3/1, 4-byte al
 running archive offset, a ``TRAILER!!!`` entry and zero padding to a multiple of 512 bytes.
 Output depends only on the members given: no clock, no host ids, no listing order.
 
-Nothing is buffered beyond one header and one content chunk, so a ramdisk of any size can be
-streamed straight into an EIF section or a hash.
+Small pieces (headers, names, in-memory contents, padding) are coalesced into chunks of about
+:data:`FLUSH` bytes; streamed contents pass through chunk by chunk. Nothing more than one such
+chunk and one content chunk is held, so a ramdisk of any size can be streamed straight into an
+EIF section or a hash.
 
-The reader parses ``070701`` archives defensively (hostile input): every field is checked, name
-and content sizes are bounded, and content is streamed in chunks.
+The reader parses ``070701`` archives defensively (hostile input): every field must be exactly
+eight hexadecimal digits, name and content sizes are bounded, names are single NUL-terminated
+strings, and content is streamed in chunks. It reads ahead :data:`READ_AHEAD` bytes at a time
+and parses headers out of that buffer; large contents are read straight from the file.
 """
 
 from __future__ import annotations
 
+import binascii
 import stat
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -30,6 +36,8 @@ DEV_MAJOR = 3  # gocpio writes a constant device number 3:1 for every entry
 DEV_MINOR = 1
 TRAILER_NAME = b"TRAILER!!!"
 BLOCK = 512  # the whole archive is padded to this
+FLUSH = 1 << 16  # the writer coalesces small pieces into chunks of about this size
+READ_AHEAD = 1 << 16  # the reader's buffer for headers, names and small contents
 
 # File type bits as they appear in c_mode.
 S_IFDIR = stat.S_IFDIR
@@ -38,9 +46,23 @@ S_IFLNK = stat.S_IFLNK
 S_IFCHR = stat.S_IFCHR
 S_IFBLK = stat.S_IFBLK
 S_IFIFO = stat.S_IFIFO
-_TYPES = (S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO)
+_TYPES = frozenset((S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO))
+_S_IFMT = 0o170000
 
 _MAX_FIELD = 0xFFFFFFFF
+_FIELD_LABELS = (
+    "ino", "mode", "uid", "gid", "nlink", "mtime", "size",
+    "devmajor", "devminor", "rdevmajor", "rdevminor", "namesize", "check",
+)  # fmt: skip
+# The 13 header fields as big-endian 32-bit words: hexlify(pack(...)) is the "%08x" text, and
+# unpack(unhexlify(text)) parses it. struct range-checks every field, binascii every digit.
+_WORDS = struct.Struct(">13I")
+_pack_words = _WORDS.pack
+_unpack_words = _WORDS.unpack
+_hexlify = binascii.hexlify
+_unhexlify = binascii.unhexlify
+_ZEROS = bytes(BLOCK)
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 @dataclass(frozen=True)
@@ -69,13 +91,22 @@ class Member:
         return (self.perm & 0o7777) | self.ftype
 
 
-def _pad(offset: int, align: int) -> bytes:
-    return b"\0" * (-offset % align)
+def _field_error(name: bytes, values: tuple[int, ...], exc: Exception) -> Exception:
+    """The error for header ``values`` that ``struct`` refused (the slow path of the writer)."""
+    for label, value in zip(_FIELD_LABELS, values, strict=True):
+        if isinstance(value, int) and not 0 <= value <= _MAX_FIELD:
+            return RamdiskError(
+                f"cpio entry {name!r}: {label} {value} does not fit a newc header field"
+            )
+    return exc  # not a range problem (e.g. a float): the original TypeError-like error
 
 
-def _check_field(name: bytes, what: str, value: int) -> None:
-    if not 0 <= value <= _MAX_FIELD:
-        raise RamdiskError(f"cpio entry {name!r}: {what} {value} does not fit a newc header field")
+def _words(name: bytes, values: tuple[int, ...]) -> bytes:
+    """The 104 hex digits of the 13 header fields (range-checked)."""
+    try:
+        return _hexlify(_pack_words(*values))
+    except struct.error as exc:
+        raise _field_error(name, values, exc) from None
 
 
 def encode_header(
@@ -93,105 +124,153 @@ def encode_header(
     name: bytes = b"",
 ) -> bytes:
     """The 110-byte newc header (gocpio field values: dev 3/1, check 0)."""
-    fields = (
+    values = (
         ino, mode, uid, gid, nlink, mtime, filesize,
         DEV_MAJOR, DEV_MINOR, rdevmajor, rdevminor, namesize, 0,
     )  # fmt: skip
-    for label, value in zip(
-        ("ino", "mode", "uid", "gid", "nlink", "mtime", "size"), fields, strict=False
-    ):
-        _check_field(name, label, value)
-    for label, value in (
-        ("rdevmajor", rdevmajor),
-        ("rdevminor", rdevminor),
-        ("namesize", namesize),
-    ):
-        _check_field(name, label, value)
-    return MAGIC + b"".join(b"%08x" % v for v in fields)
+    return MAGIC + _words(name, values)
 
 
 class NewcWriter:
     """Produces the byte chunks of a newc archive, member by member.
 
-    Usage: ``for chunk in NewcWriter().stream(members): out.write(chunk)``.
+    Usage: ``for chunk in NewcWriter().stream(members): out.write(chunk)``. :meth:`stream`
+    coalesces small pieces; :meth:`member` and :meth:`trailer` yield one member's pieces.
     """
 
     def __init__(self) -> None:
         self.offset = 0
         self.ino = FIRST_INO
 
-    def _emit(self, chunk: bytes) -> bytes:
-        self.offset += len(chunk)
-        return chunk
+    def _entry(
+        self, name: bytes, mode: int, m: Member | None, size: int, body: bytes = b""
+    ) -> bytes:
+        """Header, name, NUL, padding, ``body`` and its padding, as one bytes object.
 
-    def _header_and_name(
-        self, name: bytes, mode: int, m: Member | None, size: int
-    ) -> Iterator[bytes]:
-        if b"\0" in name or not name:
+        ``size`` is the header's file size; ``body`` is the content when it is in memory
+        (``b""`` when it is streamed after this piece).
+        """
+        if not name or b"\0" in name:
             raise RamdiskError(f"cpio entry name {name!r} is empty or contains NUL")
-        nlink = 2 if stat.S_IFMT(mode) == S_IFDIR else 1
-        hdr = encode_header(
-            ino=self.ino,
-            mode=mode,
-            uid=m.uid if m else 0,
-            gid=m.gid if m else 0,
-            nlink=nlink,
-            mtime=m.mtime if m else 0,
-            filesize=size,
-            rdevmajor=m.rdevmajor if m else 0,
-            rdevminor=m.rdevminor if m else 0,
-            namesize=len(name) + 1,
-            name=name,
-        )
+        namesize = len(name) + 1
+        if m is None:
+            uid = gid = mtime = rdevmajor = rdevminor = 0
+        else:
+            uid, gid, mtime, rdevmajor, rdevminor = m.uid, m.gid, m.mtime, m.rdevmajor, m.rdevminor
+        words = _words(
+            name,
+            (
+                self.ino, mode, uid, gid, 2 if mode & _S_IFMT == S_IFDIR else 1, mtime, size,
+                DEV_MAJOR, DEV_MINOR, rdevmajor, rdevminor, namesize, 0,
+            ),
+        )  # fmt: skip
         self.ino += 1
-        yield self._emit(hdr)
-        yield self._emit(name + b"\0")
-        yield self._emit(_pad(self.offset, 4))
+        start = self.offset
+        name_end = start + HEADER_SIZE + namesize
+        name_pad = -name_end % 4
+        body_end = name_end + name_pad + len(body)
+        body_pad = -body_end % 4
+        self.offset = body_end + body_pad
+        return b"".join((MAGIC, words, name, _ZEROS[: 1 + name_pad], body, _ZEROS[:body_pad]))
+
+    @staticmethod
+    def _size(m: Member) -> int:
+        """The header's file size for ``m`` (after checking the name and type)."""
+        if m.name == TRAILER_NAME:
+            raise RamdiskError(f"cpio entry name {m.name!r} is reserved for the trailer")
+        ftype = m.ftype
+        if ftype == S_IFREG:
+            return m.size if m.opener is not None else len(m.data)
+        if ftype == S_IFLNK:
+            return len(m.data)
+        if ftype not in _TYPES:
+            raise RamdiskError(f"cpio entry {m.name!r}: unsupported file type {ftype:o}")
+        if m.size:
+            # Directories/devices with a non-zero tar size: gocpio writes the header size but no
+            # content follows in our sources; refuse rather than write a corrupt archive.
+            raise RamdiskError(f"cpio entry {m.name!r}: non-file entry with size {m.size}")
+        return 0
+
+    def _whole(self, m: Member) -> bytes | None:
+        """The complete bytes of ``m``, or None when its content is streamed (``opener``)."""
+        size = self._size(m)
+        if m.opener is not None and m.ftype == S_IFREG:
+            return None
+        body = m.data if m.ftype in (S_IFREG, S_IFLNK) else b""
+        return self._entry(m.name, (m.perm & 0o7777) | m.ftype, m, size, body)
+
+    def _streamed(self, m: Member) -> Iterator[bytes]:
+        """Header piece, content chunks and padding of a member with an ``opener``."""
+        size = self._size(m)
+        assert m.opener is not None
+        yield self._entry(m.name, (m.perm & 0o7777) | m.ftype, m, size)
+        written = 0
+        for chunk in m.opener():
+            written += len(chunk)
+            if written > size:
+                break
+            if chunk:
+                yield chunk
+        if written != size:
+            raise RamdiskError(
+                f"cpio entry {m.name!r}: content is {'longer' if written > size else 'shorter'}"
+                f" than its declared size {size}"
+            )
+        pad = -size % 4
+        self.offset += size + pad
+        if pad:
+            yield _ZEROS[:pad]
 
     def member(self, m: Member) -> Iterator[bytes]:
         """Chunks for one member (header, name, padding, content, padding)."""
-        if m.name == TRAILER_NAME:
-            raise RamdiskError(f"cpio entry name {m.name!r} is reserved for the trailer")
-        if m.ftype not in _TYPES:
-            raise RamdiskError(f"cpio entry {m.name!r}: unsupported file type {m.ftype:o}")
-        if m.ftype == S_IFLNK:
-            size = len(m.data)
-        elif m.ftype == S_IFREG:
-            size = m.size if m.opener is not None else len(m.data)
+        whole = self._whole(m)
+        if whole is None:
+            yield from self._streamed(m)
         else:
-            size = m.size
-        yield from self._header_and_name(m.name, m.mode, m, size)
-        if m.ftype == S_IFREG and m.opener is not None:
-            written = 0
-            for chunk in m.opener():
-                written += len(chunk)
-                if written > size:
-                    break
-                if chunk:
-                    yield self._emit(chunk)
-            if written != size:
-                raise RamdiskError(
-                    f"cpio entry {m.name!r}: content is {'longer' if written > size else 'shorter'}"
-                    f" than its declared size {size}"
-                )
-        elif m.ftype in (S_IFREG, S_IFLNK) and m.data:
-            yield self._emit(m.data)
-        elif size:
-            # Directories/devices with a non-zero tar size: gocpio writes the header size but no
-            # content follows in our sources; refuse rather than write a corrupt archive.
-            raise RamdiskError(f"cpio entry {m.name!r}: non-file entry with size {size}")
-        yield self._emit(_pad(self.offset, 4))
+            yield whole
 
     def trailer(self) -> Iterator[bytes]:
         """The ``TRAILER!!!`` entry and the zero padding to a 512-byte boundary."""
-        yield from self._header_and_name(TRAILER_NAME, 0, None, 0)
-        yield self._emit(_pad(self.offset, BLOCK))
+        piece = self._entry(TRAILER_NAME, 0, None, 0)
+        pad = -self.offset % BLOCK
+        self.offset += pad
+        yield piece + _ZEROS[:pad]
 
     def stream(self, members: Iterable[Member]) -> Iterator[bytes]:
-        """The whole archive for ``members``, ending with the trailer and block padding."""
+        """The whole archive for ``members``, ending with the trailer and block padding.
+
+        Pieces smaller than :data:`FLUSH` are joined into chunks of about that size; larger
+        content chunks are passed through as they come.
+        """
+        parts: list[bytes] = []
+        pending = 0
+        whole_of = self._whole
         for m in members:
-            yield from self.member(m)
-        yield from self.trailer()
+            whole = whole_of(m)
+            if whole is not None:
+                parts.append(whole)
+                pending += len(whole)
+                if pending >= FLUSH:
+                    yield b"".join(parts)
+                    parts.clear()
+                    pending = 0
+                continue
+            for chunk in self._streamed(m):
+                if len(chunk) >= FLUSH:
+                    if parts:
+                        yield b"".join(parts)
+                        parts.clear()
+                        pending = 0
+                    yield chunk
+                    continue
+                parts.append(chunk if type(chunk) is bytes else bytes(chunk))
+                pending += len(chunk)
+                if pending >= FLUSH:
+                    yield b"".join(parts)
+                    parts.clear()
+                    pending = 0
+        parts.extend(self.trailer())
+        yield b"".join(parts)
 
 
 def newc_stream(members: Iterable[Member]) -> Iterator[bytes]:
@@ -223,7 +302,7 @@ class Header:
 
     @property
     def ftype(self) -> int:
-        return stat.S_IFMT(self.mode)
+        return self.mode & _S_IFMT
 
     @property
     def perm(self) -> int:
@@ -241,120 +320,184 @@ class Limits:
     chunk: int = 1 << 20
 
 
-def _read_exact(fh: BinaryIO, n: int, what: str) -> bytes:
-    buf = fh.read(n)
-    if len(buf) != n:
-        raise RamdiskError(f"cpio archive truncated while reading {what}")
-    return buf
-
-
-def _parse_header(raw: bytes) -> list[int]:
+def _header_error(raw: bytes) -> RamdiskError:
+    """Why the 110 bytes ``raw`` are not a newc header (slow path: names the first bad field)."""
     if raw[:6] != MAGIC:
-        raise RamdiskError(f"cpio archive: bad magic {raw[:6]!r} (only newc 070701 is supported)")
-    values = []
+        return RamdiskError(f"cpio archive: bad magic {raw[:6]!r} (only newc 070701 is supported)")
+    if len(raw) != HEADER_SIZE:
+        return RamdiskError(f"cpio archive: header of {len(raw)} bytes, expected {HEADER_SIZE}")
     for i in range(13):
         text = raw[6 + 8 * i : 14 + 8 * i]
-        if not all(c in b"0123456789abcdefABCDEF" for c in text):
-            raise RamdiskError(f"cpio archive: header field {i} is not hexadecimal: {text!r}")
-        values.append(int(text, 16))
-    return values
+        if text.strip(_HEX_DIGITS):
+            return RamdiskError(f"cpio archive: header field {i} is not hexadecimal: {text!r}")
+    raise AssertionError(f"newc header {raw!r} was refused but every field is hexadecimal")
+
+
+def _parse_header(raw: bytes, at: int = 0) -> tuple[int, ...]:
+    """The 13 numeric fields of the header at ``raw[at:at + 110]``.
+
+    Accepts exactly ``070701`` followed by 104 hexadecimal digits (either case).
+    """
+    if raw.startswith(MAGIC, at):
+        try:
+            return _unpack_words(_unhexlify(raw[at + 6 : at + HEADER_SIZE]))
+        except (binascii.Error, struct.error):
+            pass
+    raise _header_error(raw[at : at + HEADER_SIZE])
 
 
 class NewcReader:
     """Iterate the members of a newc archive read from ``fh``.
 
     Each iteration yields a :class:`Header`; the member's content can be read with
-    :meth:`content` before advancing (unread content is skipped). Iteration stops at the
-    trailer; anything after the trailer must be zero padding.
+    :meth:`content` or :meth:`read_small` before advancing (unread content is skipped).
+    Iteration stops at the trailer; anything after the trailer must be zero padding.
     """
 
     def __init__(self, fh: BinaryIO, limits: Limits | None = None) -> None:
         self.fh = fh
         self.limits = limits or Limits()
-        self.offset = 0
+        self._buf = b""  # read-ahead bytes; archive offset of _buf[0] is _base
+        self._pos = 0  # next unread byte in _buf
+        self._base = 0
         self._pending = 0  # unread content bytes of the current member
         self._pending_pad = 0
         self.entries = 0
 
-    def _read(self, n: int, what: str) -> bytes:
-        buf = _read_exact(self.fh, n, what)
-        self.offset += n
-        return buf
+    @property
+    def offset(self) -> int:
+        """Archive offset of the next unread byte."""
+        return self._base + self._pos
+
+    def _fill(self, n: int, what: str) -> None:
+        """Make ``n`` unread bytes available at ``_buf[_pos:]`` (``_pos`` becomes 0)."""
+        buf, pos = self._buf, self._pos
+        parts = [buf[pos:]]
+        need = n - (len(buf) - pos)
+        while need > 0:
+            data = self.fh.read(max(need, READ_AHEAD))
+            if not data:
+                raise RamdiskError(f"cpio archive truncated while reading {what}")
+            parts.append(data)
+            need -= len(data)
+        self._base += pos
+        self._buf = b"".join(parts)
+        self._pos = 0
+
+    def _direct(self, n: int, what: str) -> bytes:
+        """Up to ``n`` bytes straight from the file (the buffer must be used up)."""
+        data = self.fh.read(n)
+        if not data or len(data) > n:
+            raise RamdiskError(f"cpio archive truncated while reading {what}")
+        self._base += len(data)
+        return data
+
+    def _take_buffered(self, limit: int) -> bytes:
+        """Up to ``limit`` pending content bytes from the buffer (``b""`` when it is empty)."""
+        pos = self._pos
+        n = min(self._pending, len(self._buf) - pos, limit)
+        self._pos = pos + n
+        self._pending -= n
+        return self._buf[pos : pos + n]
+
+    def _release(self) -> None:
+        """Drop the used-up buffer before reading content straight from the file."""
+        self._base += len(self._buf)
+        self._buf = b""
+        self._pos = 0
 
     def _skip_pending(self) -> None:
-        while self._pending:
-            n = min(self._pending, self.limits.chunk)
-            self._read(n, "file content")
-            self._pending -= n
-        if self._pending_pad:
-            self._read(self._pending_pad, "padding")
-            self._pending_pad = 0
+        left = len(self._buf) - self._pos
+        total = self._pending + self._pending_pad
+        if total <= left:
+            self._pos += total
+        else:
+            self._take_buffered(self._pending)
+            if self._pending:
+                self._release()
+                chunk = self.limits.chunk
+                while self._pending:
+                    self._pending -= len(self._direct(min(self._pending, chunk), "file content"))
+            if self._pending_pad:
+                self._fill(self._pending_pad, "padding")
+                self._pos = self._pending_pad
+        self._pending = self._pending_pad = 0
 
     def content(self) -> Iterator[bytes]:
-        """Stream the current member's content in chunks."""
+        """Stream the current member's content in chunks of at most ``limits.chunk`` bytes."""
+        chunk = self.limits.chunk
+        while self._pending and self._pos < len(self._buf):
+            yield self._take_buffered(chunk)
+        if self._pending:
+            self._release()
         while self._pending:
-            n = min(self._pending, self.limits.chunk)
-            chunk = self._read(n, "file content")
-            self._pending -= n
-            yield chunk
+            data = self._direct(min(self._pending, chunk), "file content")
+            self._pending -= len(data)
+            yield data
 
     def read_small(self, limit: int) -> bytes:
         """The whole content of the current member, which must be at most ``limit`` bytes."""
-        if self._pending > limit:
-            raise RamdiskError(f"cpio member content of {self._pending} bytes exceeds {limit}")
+        n = self._pending
+        if n > limit:
+            raise RamdiskError(f"cpio member content of {n} bytes exceeds {limit}")
+        if n <= len(self._buf) - self._pos:
+            return self._take_buffered(n)
         return b"".join(self.content())
 
     def __iter__(self) -> Iterator[Header]:
         lim = self.limits
+        max_namesize = lim.max_name + 1
         while True:
-            self._skip_pending()
-            raw = self._read(HEADER_SIZE, "a header")
-            v = _parse_header(raw)
-            namesize, filesize = v[11], v[6]
-            if namesize < 2 or namesize > lim.max_name + 1:
+            if self._pending or self._pending_pad:
+                self._skip_pending()
+            buf, p = self._buf, self._pos
+            if len(buf) - p < HEADER_SIZE:
+                self._fill(HEADER_SIZE, "a header")
+                buf, p = self._buf, 0
+            v = _parse_header(buf, p)
+            namesize = v[11]
+            if namesize < 2 or namesize > max_namesize:
                 raise RamdiskError(
-                    f"cpio archive: name size {namesize} at offset {self.offset - HEADER_SIZE} out of bounds"
+                    f"cpio archive: name size {namesize} at offset {self._base + p} out of bounds"
                 )
-            rawname = self._read(namesize, "a name")
-            if rawname[-1:] != b"\0" or b"\0" in rawname[:-1]:
+            name_end = p + HEADER_SIZE + namesize
+            pad = -(self._base + name_end) % 4
+            if name_end + pad > len(buf):
+                self._pos = p
+                self._fill(HEADER_SIZE + namesize, "a name")
+                self._fill(HEADER_SIZE + namesize + pad, "name padding")
+                buf, name_end, p = self._buf, HEADER_SIZE + namesize, 0
+            if buf.find(b"\0", p + HEADER_SIZE, name_end) != name_end - 1:
                 raise RamdiskError(
                     "cpio archive: member name is not a single NUL-terminated string"
                 )
-            self._read(-self.offset % 4, "name padding")
-            hdr = Header(
-                rawname[:-1],
-                v[0],
-                v[1],
-                v[2],
-                v[3],
-                v[4],
-                v[5],
-                v[6],
-                v[7],
-                v[8],
-                v[9],
-                v[10],
-                v[12],
-            )
-            if hdr.name == TRAILER_NAME:
+            name = buf[p + HEADER_SIZE : name_end - 1]
+            self._pos = name_end + pad
+            if name == TRAILER_NAME:
                 self._check_tail()
                 return
             self.entries += 1
             if self.entries > lim.max_entries:
                 raise RamdiskError(f"cpio archive has more than {lim.max_entries} members")
-            if hdr.ftype not in _TYPES:
-                raise RamdiskError(f"cpio member {hdr.name!r}: unsupported file type {hdr.mode:o}")
-            cap = lim.max_symlink if hdr.ftype == S_IFLNK else lim.max_file
+            mode, filesize = v[1], v[6]
+            ftype = mode & _S_IFMT
+            if ftype not in _TYPES:
+                raise RamdiskError(f"cpio member {name!r}: unsupported file type {mode:o}")
+            cap = lim.max_symlink if ftype == S_IFLNK else lim.max_file
             if filesize > cap:
-                raise RamdiskError(f"cpio member {hdr.name!r}: size {filesize} exceeds limit {cap}")
+                raise RamdiskError(f"cpio member {name!r}: size {filesize} exceeds limit {cap}")
             self._pending = filesize
-            self._pending_pad = -(self.offset + filesize) % 4
-            yield hdr
+            self._pending_pad = -(self._base + self._pos + filesize) % 4
+            yield Header(
+                name, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[12]
+            )
 
     def _check_tail(self) -> None:
+        rest = self._buf[self._pos :]
+        self._release()
         while True:
-            chunk = self.fh.read(1 << 16)
-            if not chunk:
-                return
-            if chunk.strip(b"\0"):
+            if rest.strip(b"\0"):
                 raise RamdiskError("cpio archive: non-zero bytes after the trailer")
+            rest = self.fh.read(1 << 16)
+            if not rest:
+                return
