@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -20,6 +21,9 @@ def progress(total: int | None = None, desc: str = "", unit: str = "B", **kw: An
     """A tqdm bar on stderr, disabled unless stderr is a TTY and progress is not silenced."""
     disable = _quiet or not sys.stderr.isatty()
     scale = unit == "B"
+    # A terminal that reports no size (`script`, some CI ptys, `docker exec -t` at start)
+    # gives tqdm -1 rows and columns, and it then prints nothing: use 80x24 there.
+    sized = disable or min(_size()) > 0
     return tqdm(
         total=total,
         desc=desc,
@@ -29,6 +33,16 @@ def progress(total: int | None = None, desc: str = "", unit: str = "B", **kw: An
         disable=disable,
         file=sys.stderr,
         leave=False,
-        dynamic_ncols=True,
+        dynamic_ncols=sized,
+        ncols=None if sized else 80,
+        nrows=None if sized else 24,
         **kw,
     )
+
+
+def _size() -> tuple[int, int]:
+    try:
+        cols, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return 0, 0
+    return cols, rows
