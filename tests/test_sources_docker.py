@@ -29,10 +29,44 @@ def test_missing_image(docker_client: Any) -> None:
         open_image("docker-daemon:eifbuild-test/absent:1")
 
 
+def test_missing_image_hints_at_a_file_transport(
+    docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ImageSourceError, match=r"daemon \(did you mean docker-archive:\?\)$"):
+        open_image("dockerarchive:app.tar")
+    (tmp_path / "app.tar").write_bytes(b"")
+    with pytest.raises(
+        ImageSourceError, match=r"app.tar is a local path: write docker-archive:app.tar for"
+    ):
+        open_image("app.tar")
+    with pytest.raises(ImageSourceError, match=r"no such image in the Docker daemon$"):
+        open_image("eifbuild-test/absent:1")
+
+
 def test_unreachable_daemon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
-    with pytest.raises(ImageSourceError, match="cannot reach the Docker daemon at unix://"):
+    with pytest.raises(
+        ImageSourceError,
+        match=r"cannot reach the Docker daemon at unix://\S+ \(No such file or directory\): "
+        "start it or set DOCKER_HOST; docker-archive: and oci: references need no daemon",
+    ):
         open_image("some/image:1")
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{_closed_port()}")
+    with pytest.raises(ImageSourceError, match=r"at tcp://\S+ \(Connection refused\)"):
+        open_image("some/image:1")
+    (tmp_path / "saved.tar").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ImageSourceError, match=r"need no daemon \(saved.tar is a local path"):
+        open_image("saved.tar")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_failing_docker_dir_build(docker_client: Any, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ Dockerfile in that directory (tagged REF) with the classic builder, as nitro-cli
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import tempfile
@@ -30,9 +31,45 @@ def _client() -> Any:
     except Exception as exc:
         host = os.environ.get("DOCKER_HOST", "the default Docker socket")
         raise ImageSourceError(
-            f"cannot reach the Docker daemon at {host}: {exc.__class__.__name__}"
+            f"cannot reach the Docker daemon at {host} ({_root_cause(exc)}): start it or set "
+            "DOCKER_HOST; docker-archive: and oci: references need no daemon"
         ) from None
     return client
+
+
+def _transport_hint(reference: str, docker_dir: Path | None) -> str:
+    """A hint when a reference meant for a file transport reached the daemon."""
+    if docker_dir is not None:
+        return ""
+    prefix = reference.partition(":")[0]
+    close = difflib.get_close_matches(prefix, _FILE_TRANSPORTS, n=1, cutoff=0.75)
+    if close and prefix not in ("docker-daemon", close[0]):
+        return f" (did you mean {close[0]}:?)"
+    if Path(reference).exists():
+        return (
+            f" ({reference} is a local path: write docker-archive:{reference} for `docker save` "
+            f"output, oci:{reference} or oci-archive:{reference} for OCI layouts)"
+        )
+    return ""
+
+
+_FILE_TRANSPORTS = ("docker-archive", "oci-archive", "oci")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost OS error of a docker-py failure ("Connection refused"), else a class name."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    for reason in ("Connection refused", "Permission denied", "No such file or directory"):
+        if reason in text:
+            return reason
+    return exc.__class__.__name__
 
 
 def build(client: Any, docker_dir: Path, tag: str) -> None:
@@ -59,13 +96,18 @@ def open_daemon(
 ) -> Image:
     import docker.errors
 
-    client = _client()
+    try:
+        client = _client()
+    except ImageSourceError as exc:
+        raise ImageSourceError(f"{exc}{_transport_hint(reference, docker_dir)}") from None
     if docker_dir is not None:
         build(client, docker_dir, ref)
     try:
         inspect = client.api.inspect_image(ref)
     except docker.errors.ImageNotFound:
-        raise ImageSourceError(f"{reference}: no such image in the Docker daemon") from None
+        raise ImageSourceError(
+            f"{reference}: no such image in the Docker daemon{_transport_hint(reference, docker_dir)}"
+        ) from None
     except docker.errors.APIError as exc:
         raise ImageSourceError(f"{reference}: {exc.explanation}") from None
     image_id = str(inspect.get("Id", ""))
