@@ -116,7 +116,7 @@ def test_assemble_defaults_are_deterministic(
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     a, b = tmp_path / "a.eif", tmp_path / "b.eif"
     assert run(capsys, "assemble", *inputs(tmp_path), "--output", str(a))[0] == 0
-    assert run(capsys, "assemble", *inputs(tmp_path), "--output", str(b))[0] == 0
+    assert run(capsys, "assemble", *inputs(tmp_path), "-o", str(b))[0] == 0
     assert a.read_bytes() == b.read_bytes()
     doc = describe_doc(capsys, a)
     assert doc["Metadata"]["BuildTime"] == "1970-01-01T00:00:00+00:00"

@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="ramdisk, repeatable, in order (the first one is measured in PCR1)",
     )
-    p.add_argument("--output", required=True, metavar="OUT", help="EIF file to write")
+    p.add_argument("--output", "-o", required=True, metavar="OUT.eif", help="EIF file to write")
     p.add_argument(
         "--arch",
         choices=("x86_64", "aarch64"),
