@@ -231,9 +231,12 @@ def verify_eif(
         got = report.measurements.get(f"PCR{index}")
         want = expect[index]
         if got is None:
-            report.add(
-                f"PCR{index}", False, f"expected {want}, but it cannot be measured from an EIF"
-            )
+            why = "it cannot be measured from an EIF"
+            if index == 8:
+                why = (
+                    "the EIF is not signed" if entries is None else "its certificate is unreadable"
+                )
+            report.add(f"PCR{index}", False, f"expected {want}, but {why}")
         else:
             report.add(
                 f"PCR{index}",

@@ -172,6 +172,8 @@ def test_unsigned_eif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ):
         rc, _, err = run_cli(capsys, "verify", str(eif), *extra)
         assert rc == 1 and "EIF is not signed" in err
+    rc, _, err = run_cli(capsys, "verify", str(eif), "--pcr", "8=" + "00" * 48)
+    assert "PCR8: expected " + "00" * 48 + ", but the EIF is not signed" in err
 
 
 def test_structure_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
