@@ -220,6 +220,20 @@ def test_verdict_uses_the_init_s_last_status_line() -> None:
     assert r.kernel_panic == "VFS: no root" and not r.passed
 
 
+def test_expect_ignores_the_init_quoting_the_command() -> None:
+    from eifbuild.boottest import _verdict
+
+    console = (
+        b"eifbuild-init: cannot run echo MARK: No such file or directory\r\n"
+        b"eifbuild-init: command exited with status 127\r\n"
+    )
+    r = _verdict(console, BootOptions(expect="MARK"), timed_out=False, returncode=0, duration=1.0)
+    assert r.expect_found is False and not r.passed
+    ok = b"MARK" + console  # the command's own output, without a newline, still counts
+    r = _verdict(ok, BootOptions(expect="MARK"), timed_out=False, returncode=0, duration=1.0)
+    assert r.expect_found and r.passed
+
+
 def test_bad_limits_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BootTestError, match="--timeout 0 must be positive"):
         run_qemu(tmp_path / "k", tmp_path / "i", "", BootOptions(timeout=0))

@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default %(default)s)"
     )
-    parser.add_argument("--expect", metavar="TEXT", help="fail unless the console shows TEXT")
+    parser.add_argument(
+        "--expect",
+        metavar="TEXT",
+        help="fail unless the console shows TEXT (outside eifbuild-init's own messages)",
+    )
     parser.add_argument(
         "--expect-status", type=int, metavar="N", help="fail unless the command exits with N"
     )
