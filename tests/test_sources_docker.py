@@ -100,3 +100,11 @@ def test_daemon_image_arch_checked(docker_client: Any, tmp_path: Path) -> None:
             assert image.image_id.startswith("sha256:")
     finally:
         docker_rmi("eifbuild-test/arm:1")
+
+
+def test_build_steps_are_read_from_the_builder_stream() -> None:
+    from eifbuild.sources.daemon import build_step
+
+    assert build_step("Step 2/5 : RUN echo hi") == (2, 5)
+    assert build_step(" ---> Running in 1234") is None
+    assert build_step(None) is None and build_step({"x": 1}) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -79,12 +80,25 @@ def build(client: Any, docker_dir: Path, tag: str) -> None:
     if not (docker_dir / "Dockerfile").is_file():
         raise ImageSourceError(f"{docker_dir}: no Dockerfile in the --docker-dir directory")
     try:
-        for chunk in client.api.build(path=str(docker_dir), tag=tag, rm=True, decode=True):
-            if isinstance(chunk, dict) and chunk.get("error"):
-                msg = str(chunk["error"]).strip().splitlines()[-1:] or ["failed"]
-                raise ImageSourceError(f"docker build of {docker_dir} failed: {msg[0]}")
+        with progress(desc="docker build", unit="step") as bar:
+            for chunk in client.api.build(path=str(docker_dir), tag=tag, rm=True, decode=True):
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    msg = str(chunk["error"]).strip().splitlines()[-1:] or ["failed"]
+                    raise ImageSourceError(f"docker build of {docker_dir} failed: {msg[0]}")
+                if isinstance(chunk, dict) and (step := build_step(chunk.get("stream"))):
+                    bar.total = step[1]
+                    bar.update(step[0] - bar.n)
     except docker.errors.APIError as exc:
         raise ImageSourceError(f"docker build of {docker_dir} failed: {exc.explanation}") from None
+
+
+_STEP_RE = re.compile(r"Step (\d+)/(\d+) :")
+
+
+def build_step(stream: object) -> tuple[int, int] | None:
+    """(step, steps) from a classic builder's "Step 2/5 : RUN ..." line, else None."""
+    m = _STEP_RE.match(stream) if isinstance(stream, str) else None
+    return (int(m[1]), int(m[2])) if m else None
 
 
 def open_daemon(
