@@ -290,6 +290,7 @@ def test_detached_flow_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[st
         str(cert),
     )
     assert rc == 1 and "signs another PCR0" in err and eif.read_bytes() == before
+    assert f"sign the payload `eifbuild measure {eif}` writes" in err
     # the right payload, but the certificate of another key
     assert run_cli(capsys, "measure", str(eif), "--payload", str(payload))[0] == 0
     assert (

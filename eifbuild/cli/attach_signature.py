@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
             raise SigningError(f"signature {args.signature}: {exc}") from None
         if not report.payload_matches:
             raise SigningError(
-                f"signature {args.signature}: signs another PCR0 than {args.eif} ({pcr0_raw.hex()})"
+                f"signature {args.signature}: signs another PCR0 than {args.eif} has "
+                f"({pcr0_raw.hex()}): sign the payload `eifbuild measure {args.eif}` writes"
             )
         return signature_section(cert_pem, cose)
 
