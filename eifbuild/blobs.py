@@ -146,7 +146,12 @@ def resolve_blobs(
         if kernel_config
         else (base / f"{kname}.config" if not kernel else Path(f"{kpath}.config"))
     )
-    _regular_file(cfg, "kernel config")
+    try:
+        _regular_file(cfg, "kernel config")
+    except BlobsError as exc:
+        if kernel and not kernel_config:  # looked for <kernel>.config next to --kernel
+            raise BlobsError(f"{exc}; pass --kernel-config FILE with --kernel") from None
+        raise
     if cmdline is not None:
         cmd = check_cmdline(trim_cmdline(cmdline), "--cmdline")
     else:

@@ -86,6 +86,15 @@ def test_missing_file_is_one_line_error(tmp_path: Path, missing: str) -> None:
     assert "\n" not in str(ei.value)
 
 
+def test_kernel_without_its_config_names_the_option(tmp_path: Path) -> None:
+    d = make_blobs(tmp_path / "d")
+    k = tmp_path / "other"
+    k.write_bytes(blobgen.bzimage("6.12.95 (other) #2"))
+    with pytest.raises(BlobsError, match=r"other\.config: kernel config cannot be read .*; pass "
+                       r"--kernel-config FILE with --kernel$"):  # fmt: skip
+        resolve_blobs("x86_64", blobs_dir=d, kernel=k)
+
+
 def test_bad_arch_and_dir(tmp_path: Path) -> None:
     with pytest.raises(BlobsError, match="s390x"):
         resolve_blobs("s390x", blobs_dir=tmp_path)
