@@ -155,6 +155,13 @@ def test_pcr2_changed_because_ramdisk_1_changed(tmp_path: Path) -> None:
     assert changes["rootfs/null"] == {"rdev": {"a": "1:3", "b": "1:5"}}
     # "cmd" moved up one slot when rootfs/old was removed: a new inode number, nothing else.
     assert rd["inode_only"] == [{"path": "cmd", "changes": {"ino": {"a": 728, "b": 727}}}]
+    # the text report shows mtimes as seconds and as a UTC time
+    from eifbuild.diff.render import render_text
+
+    assert (
+        "~ rootfs/etc.conf: mtime 0 (1970-01-01 00:00:00 UTC) -> 7 (1970-01-01 00:00:07 UTC), "
+        "uid 0 -> 5" in render_text(doc)
+    )
 
 
 def test_order_change_and_duplicate_names(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ the text and HTML forms list at most ``limit`` entries per category, JSON lists 
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -62,8 +63,22 @@ def _entry_line(e: Doc) -> str:
 
 
 def _change_line(c: Doc) -> str:
-    parts = [f"{k} {v['a']} -> {v['b']}" for k, v in c["changes"].items()]
+    parts = [
+        f"{k} {_mtime(v['a'])} -> {_mtime(v['b'])}" if k == "mtime" else f"{k} {v['a']} -> {v['b']}"
+        for k, v in c["changes"].items()
+    ]
     return f"{c['path']}: " + ", ".join(parts)
+
+
+def _mtime(value: object) -> str:
+    """Seconds since the epoch, with the UTC time a reader can compare at a glance."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return str(value)
+    try:
+        when = _dt.datetime.fromtimestamp(value, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return str(value)
+    return f"{value} ({when} UTC)"
 
 
 def _limited(rows: list[str], limit: int, prefix: str) -> Iterator[str]:
