@@ -162,6 +162,12 @@ def test_pcr2_changed_because_ramdisk_1_changed(tmp_path: Path) -> None:
         "~ rootfs/etc.conf: mtime 0 (1970-01-01 00:00:00 UTC) -> 7 (1970-01-01 00:00:07 UTC), "
         "uid 0 -> 5" in render_text(doc)
     )
+    assert "only mtimes differ" not in render_text(doc)
+    touched = [*APP[:3], reg(b"rootfs/etc.conf", b"a=1", mtime=9), *APP[4:]]
+    doc = diff_eifs(tmp_path / "a.eif", eif(tmp_path / "t.eif", cpio(touched)))
+    assert "only mtimes differ (a rebuild stamps new times): `eifbuild build --clamp-mtime`" in (
+        render_text(doc)
+    )
 
 
 def test_order_change_and_duplicate_names(tmp_path: Path) -> None:

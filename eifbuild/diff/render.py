@@ -166,3 +166,9 @@ def _entry_lines(rd: Doc, limit: int, title: str) -> Iterator[str]:
     yield from _limited([_entry_line(e) for e in rd["removed"]], limit, "  - ")
     yield from _limited([_change_line(c) for c in rd["changed"]], limit, "  ~ ")
     yield from _limited([_change_line(c) for c in rd.get("inode_only", [])], limit, "  i ")
+    only_mtimes = all(set(c["changes"]) == {"mtime"} for c in rd["changed"])
+    if rd["changed"] and only_mtimes and not (rd["added"] or rd["removed"]):
+        yield (
+            "  only mtimes differ (a rebuild stamps new times): `eifbuild build "
+            "--clamp-mtime` gives the same PCR2 for the same content"
+        )
