@@ -250,7 +250,9 @@ def test_kernel_identity_is_reproducible(blobs: Path) -> None:
 
 def test_cli_kernel_build_uses_the_cache(blobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kernel", "build", "--json"]) == 0  # cached: no compile, returns at once
-    doc = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    assert err == ""  # --json: nothing but the JSON document
+    doc = json.loads(out)
     assert doc["blobs"] == str(blobs)
     digest = hashlib.sha384((blobs / "bzImage").read_bytes()).hexdigest()
     assert doc["sha384"]["bzImage"] == digest

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             log=(lambda _m: None) if args.json else info,
         )
-        info(f"kernel blobs ready in {time.monotonic() - start:.1f} s")
+        if not args.json:
+            info(f"kernel blobs ready in {time.monotonic() - start:.1f} s")
     image = path / load_pin(args.arch).image_name
     files = {p.name: sha384_file(p) for p in sorted(path.iterdir()) if p.is_file()}
     if args.json:
