@@ -12,9 +12,12 @@ HELP = "boot an EIF under QEMU (TCG, x86_64 or aarch64) and report the command's
 DESCRIPTION = (
     "Extract the kernel, cmdline and ramdisks of EIF and boot them under QEMU with the EIF's "
     "own cmdline: qemu-system-x86_64 -machine q35 for x86_64 EIFs, qemu-system-aarch64 "
-    "-machine virt (console=ttyAMA0 appended: virt has no 8250 UART) for aarch64 EIFs. Prints the serial console, the exit status of the command as eifbuild's "
-    "init reports it, and a verdict (exit 0 if it passed). Cannot test the vsock heartbeat "
-    "or NSM (no Nitro hardware)."
+    "-machine virt (console=ttyAMA0 appended: virt has no 8250 UART) for aarch64 EIFs. "
+    "Prints the serial console, the exit status of the command as eifbuild's init reports it, "
+    "and a verdict: exit 0 if the kernel booted, the init reported the command's exit status "
+    "(any status unless --expect-status; an EIF with another init, such as AWS's, reports "
+    "none and fails) and --expect matched. Cannot test the vsock heartbeat or NSM (no Nitro "
+    "hardware)."
 )
 
 
