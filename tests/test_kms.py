@@ -194,7 +194,11 @@ def test_unreachable_endpoint(kms: Any, tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_alias_name_without_region_names_the_option(
-    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kms: Any,
+    kms_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     eif = make_eif(tmp_path / "u.eif")
     meta = _create_key(kms)
@@ -204,6 +208,11 @@ def test_alias_name_without_region_names_the_option(
     rc, _, err = _sign(capsys, eif, out, cert, "alias/no-region", kms_endpoint)
     assert rc == 1 and not out.exists()
     assert err.count("\n") == 1 and "no AWS region: pass --kms-region REGION" in err
+    # the environment variable the message names is the one boto3 reads
+    assert "set AWS_DEFAULT_REGION," in err
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    raw = ("--kms-message-type", "raw")
+    assert _sign(capsys, eif, out, cert, "alias/no-region", kms_endpoint, *raw)[0] == 0
 
 
 def test_detached_sign_payload_with_kms_alias(

@@ -159,7 +159,7 @@ def open_kms_key(
     except Exception as exc:
         if type(exc).__name__ == "NoRegionError":  # botocore's, for a name or ID without region
             raise SigningError(
-                f"KMS key {ref}: no AWS region: pass --kms-region REGION, set AWS_REGION, "
+                f"KMS key {ref}: no AWS region: pass --kms-region REGION, set AWS_DEFAULT_REGION, "
                 "or give the key or alias ARN"
             ) from None
         raise SigningError(f"KMS key {ref}: cannot create a KMS client: {exc}") from None
