@@ -322,7 +322,8 @@ def merge(image: Image, *, limits: Limits | None = None) -> Tree:
             total += 1
             if total > lim.max_entries:
                 raise applier.fail(
-                    member.name, f"the image has more than {lim.max_entries} entries"
+                    member.name,
+                    f"the image has more than {lim.max_entries} entries (--max-entries)",
                 )
             applier.apply(member)
         applier.finish()

@@ -454,8 +454,11 @@ def test_descriptor_size_must_match_blob(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "pattern"),
     [
-        (["--max-expanded-mib", "1"], r"layer 0 .*expands beyond the 1048576-byte layer limit"),
-        (["--max-entries", "2"], r"more than 2 entries"),
+        (
+            ["--max-expanded-mib", "1"],
+            r"layer 0 .*beyond the 1048576-byte layer limit \(--max-expanded-mib\)",
+        ),
+        (["--max-entries", "2"], r"more than 2 entries \(--max-entries\)"),
         (["--max-tree-mib", "1"], r"file tree needs more than 1 MiB of memory"),
     ],
 )

@@ -227,7 +227,10 @@ def materialize_layer(
     kind = compression_of(region)
     if kind == "none":
         if region.size > limits.max_layer_bytes:
-            raise ImageSourceError(f"{what}: {region.size} bytes exceeds the layer size limit")
+            raise ImageSourceError(
+                f"{what}: {region.size} bytes exceeds the {limits.max_layer_bytes}-byte layer"
+                " limit (--max-expanded-mib)"
+            )
         got = sha256_region(region)
         for want in (blob_digest, diff_id):
             if want is not None and got != want:
@@ -247,6 +250,7 @@ def materialize_layer(
                 if total > limits.max_layer_bytes:
                     raise ImageSourceError(
                         f"{what}: expands beyond the {limits.max_layer_bytes}-byte layer limit"
+                        " (--max-expanded-mib)"
                         " (decompression bomb?)"
                     )
                 h.update(chunk)

@@ -254,6 +254,7 @@ class GzipIndex:
                 if inf.out > self.max_bytes:
                     raise ImageSourceError(
                         f"{self.what}: expands beyond the {self.max_bytes}-byte layer limit"
+                        " (--max-expanded-mib)"
                         " (decompression bomb?)"
                     )
                 if on_size is not None:

@@ -265,7 +265,7 @@ def _parse(
             tf.members = []  # type: ignore[attr-defined]  # keep memory flat
             count += 1
             if count > max_entries:
-                raise RootfsError(f"{what}: more than {max_entries} entries")
+                raise RootfsError(f"{what}: more than {max_entries} entries (--max-entries)")
             member = _member(ti, available, what)
             last = member.name
             yield member

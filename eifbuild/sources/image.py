@@ -216,7 +216,7 @@ class Image:
         if self._expanded + size > self.limits.max_total_bytes:
             raise ImageSourceError(
                 f"{self.reference}: {label} takes the image beyond the"
-                f" {self.limits.max_total_bytes}-byte total size limit"
+                f" {self.limits.max_total_bytes}-byte total size limit (--max-expanded-mib)"
             )
 
     def add_expanded(self, size: int, label: str) -> None:
