@@ -64,3 +64,25 @@ def test_sigterm_leaves_no_partial_output(tmp_path: Path) -> None:
     proc.wait(timeout=20)
     assert proc.returncode == 143
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "docker-archive:x.tar", "-o", ""],
+        ["assemble", "--kernel", "k", "--cmdline", "c", "--ramdisk", "r", "-o", ""],
+        ["demo", "-o", ""],
+        ["sign", "a.eif", "--signing-certificate", "c", "--private-key", "k", "-o", ""],
+        ["attach-signature", "a.eif", "--signature", "s", "--signing-certificate", "c", "-o", ""],
+        ["sign-payload", "p.cbor", "--private-key", "k", "-o", ""],
+        ["measure", "a.eif", "--payload", ""],
+        ["diff", "a.eif", "b.eif", "--html", ""],
+        ["policy", "a.eif", "--account-id", "111122223333", "--role-arn", "r", "-o", ""],
+    ],
+)
+def test_empty_output_path_is_a_usage_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o ""` meant '.' and failed later with 'Device or resource busy'."""
+    assert main(argv) == 2
+    assert "empty path" in capsys.readouterr().err

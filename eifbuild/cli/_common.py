@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -9,6 +10,13 @@ from typing import Any
 
 from eifbuild._atomic import write_atomic
 from eifbuild.errors import EifbuildError
+
+
+def output_path(text: str) -> str:
+    """argparse type of an output file option: an empty path is a usage error (it meant '.')."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path")
+    return text
 
 
 def print_json(obj: Any) -> None:

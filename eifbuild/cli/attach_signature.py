@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from eifbuild.cli._common import output_path
 from eifbuild.errors import SigningError, VerificationError
 
 HELP = "attach a detached COSE signature to an EIF (detached signing, step 3)"
@@ -19,7 +20,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("eif", metavar="EIF", help="EIF v4 file to sign")
     p.add_argument("--signature", metavar="SIG.cose", required=True, help="from sign-payload")
     p.add_argument("--signing-certificate", metavar="CERT.pem", required=True)
-    p.add_argument("-o", "--output", metavar="OUT.eif", help="write here instead of replacing EIF")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=output_path,
+        metavar="OUT.eif",
+        help="write here instead of replacing EIF",
+    )
     p.add_argument("--allow-expired", action="store_true", help="accept an expired certificate")
 
 

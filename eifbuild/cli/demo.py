@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild._progress import set_quiet
-from eifbuild.cli._common import info, print_json
+from eifbuild.cli._common import info, output_path, print_json
 from eifbuild.errors import EifbuildError
 
 HELP = "build an EIF from a built-in example image (no registry, no Docker) and print PCRs"
@@ -145,6 +145,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--output",
         "-o",
+        type=output_path,
         default="demo.eif",
         metavar="OUT.eif",
         help="EIF to write (default demo.eif)",

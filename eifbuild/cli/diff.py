@@ -7,7 +7,7 @@ import os
 import sys
 
 from eifbuild._progress import progress, set_quiet
-from eifbuild.cli._common import info, write_output
+from eifbuild.cli._common import info, output_path, write_output
 from eifbuild.diff import diff_eifs, diff_listings, input_kind
 from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_json, render_text
 from eifbuild.errors import EifbuildError
@@ -71,7 +71,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="the old EIF (or `eifbuild rootfs` listing)")
     p.add_argument("b", metavar="B", help="the new EIF (or listing), compared against A")
     p.add_argument("--json", action="store_true", help="print the complete diff as JSON")
-    p.add_argument("--html", metavar="FILE", help="also write an HTML report to FILE (EIFs only)")
+    p.add_argument(
+        "--html",
+        type=output_path,
+        metavar="FILE",
+        help="also write an HTML report to FILE (EIFs only)",
+    )
     p.add_argument(
         "--exit-code",
         action="store_true",

@@ -6,7 +6,7 @@ import argparse
 
 from eifbuild._atomic import write_atomic
 from eifbuild._progress import progress
-from eifbuild.cli._common import info, print_json
+from eifbuild.cli._common import info, output_path, print_json
 
 HELP = "measure an EIF and write the exact bytes to sign (detached signing, step 1)"
 DESCRIPTION = (
@@ -18,7 +18,9 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("eif", metavar="EIF", help="EIF file to measure")
-    p.add_argument("--payload", metavar="OUT.cbor", help="write the signing payload here")
+    p.add_argument(
+        "--payload", type=output_path, metavar="OUT.cbor", help="write the signing payload here"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from eifbuild._progress import progress
-from eifbuild.cli._common import info, write_output
+from eifbuild.cli._common import info, output_path, write_output
 from eifbuild.policy import (
     ATTESTED_ACTIONS,
     check_account_id,
@@ -92,7 +92,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--template", metavar="FILE", help="render this jinja2 template instead of the default"
     )
     p.add_argument(
-        "-o", "--output", metavar="FILE", help="write the policy to FILE (default: stdout)"
+        "-o",
+        "--output",
+        type=output_path,
+        metavar="FILE",
+        help="write the policy to FILE (default: stdout)",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from eifbuild.cli._common import output_path
 from eifbuild.cli._signing import add_signing_arguments, make_signer, write_signed
 from eifbuild.errors import UsageError
 
@@ -19,7 +20,13 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("eif", metavar="EIF", help="EIF v4 file to sign")
-    p.add_argument("-o", "--output", metavar="OUT.eif", help="write here instead of replacing EIF")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=output_path,
+        metavar="OUT.eif",
+        help="write here instead of replacing EIF",
+    )
     add_signing_arguments(p)
 
 

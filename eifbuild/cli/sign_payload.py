@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from eifbuild._atomic import write_atomic
-from eifbuild.cli._common import info, print_json
+from eifbuild.cli._common import info, output_path, print_json
 from eifbuild.cli._signing import add_kms_arguments
 from eifbuild.errors import SigningError, UsageError
 
@@ -23,7 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "payload", metavar="PAYLOAD.cbor", help="payload from `eifbuild measure --payload`"
     )
     p.add_argument("--private-key", metavar="KEY", required=True, help="PEM EC key or KMS key")
-    p.add_argument("-o", "--output", metavar="SIG.cose", required=True, help="COSE_Sign1 output")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=output_path,
+        metavar="SIG.cose",
+        required=True,
+        help="COSE_Sign1 output",
+    )
     p.add_argument("--pcr0", metavar="HEX", help="refuse unless the payload signs this PCR0")
     p.add_argument(
         "--signing-certificate",
