@@ -53,6 +53,7 @@ MAX_CONSOLE_BYTES = 8 * 1024 * 1024  # keep the tail beyond this
 _EXIT_RE = re.compile(rb"eifbuild-init: command exited with status (\d+)")
 _SIGNAL_RE = re.compile(rb"eifbuild-init: command killed by signal (\d+)")
 _INIT_MSG_RE = re.compile(r"eifbuild-init: [^\n]*")
+_CANNOT_RUN_RE = re.compile(rb"eifbuild-init: cannot run ")  # exec failed: status 126/127
 # A kernel panic: with nitro-cli's panic=30 the VM would idle 30 s before rebooting.
 _PANIC_RE = re.compile(rb"Kernel panic - not syncing: ([^\r\n]*)")
 _PANIC_DONE = (b"Rebooting in ", b"---[ end Kernel panic")  # printed after the panic report
@@ -100,6 +101,7 @@ class BootResult:
     qemu_returncode: int | None
     duration_s: float
     passed: bool
+    cannot_run: bool = False  # the init could not execute the command
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +195,8 @@ def _verdict(
     # --expect looks at what the command printed, not at the init's own messages: the init
     # quotes the command ("eifbuild-init: cannot run echo MARK: ...") and would match it.
     found = None if expect is None else expect in _INIT_MSG_RE.sub("", text)
+    # A command the init cannot execute fails unless --expect-status asks for its 126/127.
+    cannot_run = _CANNOT_RUN_RE.search(console) is not None
     passed = (
         not timed_out
         and panic is None
@@ -200,6 +204,7 @@ def _verdict(
         and (status is not None or sig is not None)
         and found is not False
         and (expect_status is None or status == expect_status)
+        and (not cannot_run or expect_status is not None)
     )
     return BootResult(
         console=text,
@@ -213,6 +218,7 @@ def _verdict(
         qemu_returncode=returncode,
         duration_s=round(duration, 3),
         passed=passed,
+        cannot_run=cannot_run,
     )
 
 

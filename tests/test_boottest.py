@@ -228,10 +228,23 @@ def test_expect_ignores_the_init_quoting_the_command() -> None:
         b"eifbuild-init: command exited with status 127\r\n"
     )
     r = _verdict(console, BootOptions(expect="MARK"), timed_out=False, returncode=0, duration=1.0)
-    assert r.expect_found is False and not r.passed
-    ok = b"MARK" + console  # the command's own output, without a newline, still counts
+    assert r.expect_found is False and not r.passed and r.cannot_run
+    ok = b"MARK\r\neifbuild-init: command exited with status 3\r\n"
     r = _verdict(ok, BootOptions(expect="MARK"), timed_out=False, returncode=0, duration=1.0)
-    assert r.expect_found and r.passed
+    assert r.expect_found and r.passed and not r.cannot_run
+
+
+def test_a_command_the_init_cannot_run_fails_unless_expected() -> None:
+    from eifbuild.boottest import _verdict
+
+    console = (
+        b"eifbuild-init: cannot run /app: Permission denied\r\n"
+        b"eifbuild-init: command exited with status 126\r\n"
+    )
+    r = _verdict(console, BootOptions(), timed_out=False, returncode=0, duration=1.0)
+    assert r.exit_status == 126 and r.cannot_run and not r.passed
+    r = _verdict(console, BootOptions(expect_status=126), timed_out=False, returncode=0, duration=1)
+    assert r.passed
 
 
 def test_bad_limits_are_refused(tmp_path: Path) -> None:

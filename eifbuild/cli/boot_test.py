@@ -15,8 +15,8 @@ DESCRIPTION = (
     "-machine virt (console=ttyAMA0 appended: virt has no 8250 UART) for aarch64 EIFs. "
     "Prints the serial console, the exit status of the command as eifbuild's init reports it, "
     "and a verdict: exit 0 if the kernel booted, the init reported the command's exit status "
-    "(any status unless --expect-status; an EIF with another init, such as AWS's, reports "
-    "none and fails) and --expect matched. Cannot test the vsock heartbeat or NSM (no Nitro "
+    "(any status unless --expect-status, but a command the init cannot execute fails; an EIF "
+    "with another init, such as AWS's, reports none and fails) and --expect matched. Cannot test the vsock heartbeat or NSM (no Nitro "
     "hardware)."
 )
 
@@ -80,4 +80,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.expect is not None and not result.expect_found:
         print(f"boot-test: expected text {result.expect!r} not found", file=sys.stderr)
+    if result.cannot_run and result.expect_status is None:
+        print(
+            "boot-test: the init could not run the command (see 'cannot run' above); "
+            "--expect-status 126 or 127 if that is what you test",
+            file=sys.stderr,
+        )
     return 0 if result.passed else 1
