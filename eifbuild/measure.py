@@ -146,7 +146,7 @@ def content_pcr(chunks: Iterable[bytes]) -> str:
     return h.hexdigest()
 
 
-def file_pcr(path: str | os.PathLike[str]) -> str:
+def file_pcr(path: str | os.PathLike[str], progress: Callable[[int], object] | None = None) -> str:
     """``nitro-cli pcr --input FILE``: extend(SHA-384(file bytes)), streamed."""
     from eifbuild.eif.smallfile import open_regular
 
@@ -154,6 +154,8 @@ def file_pcr(path: str | os.PathLike[str]) -> str:
     with open_regular(path, str(path)) as fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
     return h.hexdigest()
 
 

@@ -99,6 +99,8 @@ def test_file_pcr(tmp_path: Path) -> None:
     assert file_pcr(p) == ref_pcr(data)
     (tmp_path / "e").write_bytes(b"")
     assert file_pcr(tmp_path / "e") == ref_pcr(b"")
+    seen: list[int] = []
+    assert file_pcr(p, seen.append) == ref_pcr(data) and sum(seen) == len(data)
 
 
 def test_pcr8_uses_der_of_first_certificate() -> None:

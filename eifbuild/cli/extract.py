@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild._atomic import atomic_output
+from eifbuild._progress import progress
 from eifbuild.cli._common import info, print_json
 from eifbuild.eif.format import Section, SectionType
 from eifbuild.eif.reader import EifReader
@@ -77,16 +78,21 @@ def extract_sections(reader: EifReader, outdir: Path, force: bool = False) -> li
     named = section_file_names(reader)
     prepare_dir(outdir, [n for _, n in named], force)
     records = []
-    for section, name in named:
-        try:
-            with atomic_output(outdir / name) as fh:
-                for chunk in reader.iter_data(section):
-                    fh.write(chunk)
-        except OSError as exc:
-            raise EifbuildError(f"{outdir / name}: cannot write ({exc.strerror or exc})") from None
-        records.append(
-            {"Index": section.index, "Type": section.type.label, "File": name, "Size": section.size}
-        )
+    with progress(total=sum(s.size for s, _ in named), desc="Extracting") as bar:
+        for section, name in named:
+            try:
+                with atomic_output(outdir / name) as fh:
+                    for chunk in reader.iter_data(section):
+                        fh.write(chunk)
+                        bar.update(len(chunk))
+            except OSError as exc:
+                raise EifbuildError(
+                    f"{outdir / name}: cannot write ({exc.strerror or exc})"
+                ) from None
+            records.append(
+                {"Index": section.index, "Type": section.type.label, "File": name,
+                 "Size": section.size}
+            )  # fmt: skip
     return records
 
 

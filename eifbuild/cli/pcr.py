@@ -8,7 +8,9 @@ first certificate in the PEM file.
 from __future__ import annotations
 
 import argparse
+import os
 
+from eifbuild._progress import progress
 from eifbuild.cli._common import print_json
 from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, UsageError
@@ -36,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
         print_json({"PCR8": pcr8_from_pem(pem, args.signing_certificate)})
         return 0
     path = args.file if args.file is not None else args.input
+    size = os.stat(path).st_size if os.path.isfile(path) else None
     try:
-        value = file_pcr(path)
+        with progress(total=size, desc="Measuring") as bar:
+            value = file_pcr(path, bar.update)
     except OSError as exc:
         raise EifbuildError(f"{path}: cannot read ({exc.strerror})") from None
     print_json({"PCR": value})
