@@ -154,7 +154,19 @@ def test_cache_key_follows_fragment_and_patches_not_source_date_epoch(
     frag_changed = kernel_cache_key()
     assert frag_changed != base
     (k / "x86_64" / "patches" / "0002-extra.patch").write_text("")
-    assert kernel_cache_key() not in (base, frag_changed)
+    patch_changed = kernel_cache_key()
+    assert patch_changed not in (base, frag_changed)
+    # The recipe's own pinned epoch (KBUILD_BUILD_TIMESTAMP) is part of the key.
+    pin_file = k / "x86_64" / "source.json"
+    pin = json.loads(pin_file.read_text())
+    assert pin["source_date_epoch"] == 0
+    pin["source_date_epoch"] = 1_700_000_000
+    pin_file.write_text(json.dumps(pin))
+    assert kernel_cache_key() not in (base, frag_changed, patch_changed)
+    pin["source_date_epoch"] = "soon"
+    pin_file.write_text(json.dumps(pin))
+    with pytest.raises(KernelBuildError, match="source_date_epoch"):
+        kernel_cache_key()
 
 
 def test_default_blobs_dir_without_a_build_tells_what_to_run(

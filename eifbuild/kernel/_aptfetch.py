@@ -48,6 +48,11 @@ class SourcePin:
     kernel_arch: str
     image: str
     image_name: str
+    # The recipe's own SOURCE_DATE_EPOCH: KBUILD_BUILD_TIMESTAMP of the kernel. It is pinned here,
+    # not read from the environment, because the environment's SOURCE_DATE_EPOCH is an
+    # application build's time: letting it reach the kernel would change PCR1 with every app
+    # release (and make `SOURCE_DATE_EPOCH=N eifbuild build` look for a kernel never built).
+    source_date_epoch: int = 0
 
     @property
     def deb_name(self) -> str:
@@ -59,7 +64,11 @@ def load_pin(arch: str = "x86_64") -> SourcePin:
     path = kernels_dir() / arch / "source.json"
     try:
         raw = json.loads(path.read_text())
-        return SourcePin(**{f: str(raw[f]) for f in SourcePin.__dataclass_fields__})
+        fields = {f: str(raw[f]) for f in SourcePin.__dataclass_fields__ if f != "source_date_epoch"}
+        epoch = raw.get("source_date_epoch", 0)
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ValueError("source_date_epoch must be a non-negative integer")
+        return SourcePin(**fields, source_date_epoch=epoch)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KernelBuildError(f"kernel source pin {path} is unreadable: {exc}") from None
 

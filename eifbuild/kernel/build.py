@@ -38,10 +38,6 @@ from eifbuild.kernel._common import (
 )
 from eifbuild.kernel.kconfig import kbuild_env, missing_options, parse_config
 
-# The kernel's KBUILD_BUILD_TIMESTAMP, part of the recipe rather than of the environment:
-# SOURCE_DATE_EPOCH sets an EIF's BuildTime and must not select (or miss) another kernel.
-KERNEL_EPOCH = 0
-
 
 def patches(arch: str) -> list[Path]:
     return sorted((kernels_dir() / arch / "patches").glob("*.patch"))
@@ -66,7 +62,7 @@ def kernel_cache_key(arch: str = "x86_64") -> str:
         "fragment": sha256_file(d / "enclave.config"),
         "patches": [[p.name, sha256_file(p)] for p in patches(arch)],
         "toolchain": kernel_toolchain_id(arch),
-        "epoch": KERNEL_EPOCH,
+        "epoch": pin.source_date_epoch,
     }
     if arch == "aarch64":
         parts["text_offset"] = ARM64_TEXT_OFFSET
@@ -197,7 +193,7 @@ def _compile(
     tarball = extract_tarball(pin, fetch_source_deb(pin, log))
     log_path = work / "build.log"
     log_path.write_text("")
-    env = c_env(kbuild_env(KERNEL_EPOCH))
+    env = c_env(kbuild_env(pin.source_date_epoch))
     log(f"unpacking {tarball.name} and applying {len(patches(arch))} patch(es) in {work}")
     src = _unpack_source(tarball, arch, work, log_path)
     obj = work / "obj"
@@ -215,7 +211,7 @@ def _compile(
     return {
         "package": pin.package, "version": pin.version, "tarball_sha256": pin.tarball_sha256,
         "patches": [p.name for p in patches(arch)], "toolchain": kernel_toolchain_id(arch),
-        "kbuild_env": kbuild_env(KERNEL_EPOCH), "make_steps": steps, "jobs": n,
+        "kbuild_env": kbuild_env(pin.source_date_epoch), "make_steps": steps, "jobs": n,
         "compile_seconds": round(time.monotonic() - start, 1),
     }  # fmt: skip
 
