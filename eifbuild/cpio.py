@@ -62,6 +62,8 @@ _unpack_words = _WORDS.unpack
 _hexlify = binascii.hexlify
 _unhexlify = binascii.unhexlify
 _ZEROS = bytes(BLOCK)
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
@@ -89,6 +91,9 @@ class Member:
     @property
     def mode(self) -> int:
         return (self.perm & 0o7777) | self.ftype
+
+
+_TRAILER = Member(TRAILER_NAME, 0, 0)
 
 
 def _field_error(name: bytes, values: tuple[int, ...], exc: Exception) -> Exception:
@@ -142,68 +147,60 @@ class NewcWriter:
         self.offset = 0
         self.ino = FIRST_INO
 
-    def _entry(
-        self, name: bytes, mode: int, m: Member | None, size: int, body: bytes = b""
-    ) -> bytes:
-        """Header, name, NUL, padding, ``body`` and its padding, as one bytes object.
+    def _piece(self, m: Member, size: int, body: bytes) -> bytes:
+        """Header, name, NUL, padding, ``body`` and its padding of ``m``, as one bytes object.
 
         ``size`` is the header's file size; ``body`` is the content when it is in memory
         (``b""`` when it is streamed after this piece).
         """
+        name = m.name
         if not name or b"\0" in name:
             raise RamdiskError(f"cpio entry name {name!r} is empty or contains NUL")
         namesize = len(name) + 1
-        if m is None:
-            uid = gid = mtime = rdevmajor = rdevminor = 0
-        else:
-            uid, gid, mtime, rdevmajor, rdevminor = m.uid, m.gid, m.mtime, m.rdevmajor, m.rdevminor
+        mode = (m.perm & 0o7777) | m.ftype
         words = _words(
             name,
             (
-                self.ino, mode, uid, gid, 2 if mode & _S_IFMT == S_IFDIR else 1, mtime, size,
-                DEV_MAJOR, DEV_MINOR, rdevmajor, rdevminor, namesize, 0,
+                self.ino, mode, m.uid, m.gid, 2 if mode & _S_IFMT == S_IFDIR else 1, m.mtime,
+                size, DEV_MAJOR, DEV_MINOR, m.rdevmajor, m.rdevminor, namesize, 0,
             ),
         )  # fmt: skip
         self.ino += 1
-        start = self.offset
-        name_end = start + HEADER_SIZE + namesize
+        name_end = self.offset + HEADER_SIZE + namesize
         name_pad = -name_end % 4
         body_end = name_end + name_pad + len(body)
         body_pad = -body_end % 4
         self.offset = body_end + body_pad
         return b"".join((MAGIC, words, name, _ZEROS[: 1 + name_pad], body, _ZEROS[:body_pad]))
 
-    @staticmethod
-    def _size(m: Member) -> int:
-        """The header's file size for ``m`` (after checking the name and type)."""
-        if m.name == TRAILER_NAME:
-            raise RamdiskError(f"cpio entry name {m.name!r} is reserved for the trailer")
-        ftype = m.ftype
-        if ftype == S_IFREG:
-            return m.size if m.opener is not None else len(m.data)
-        if ftype == S_IFLNK:
-            return len(m.data)
-        if ftype not in _TYPES:
-            raise RamdiskError(f"cpio entry {m.name!r}: unsupported file type {ftype:o}")
-        if m.size:
-            # Directories/devices with a non-zero tar size: gocpio writes the header size but no
-            # content follows in our sources; refuse rather than write a corrupt archive.
-            raise RamdiskError(f"cpio entry {m.name!r}: non-file entry with size {m.size}")
-        return 0
-
     def _whole(self, m: Member) -> bytes | None:
         """The complete bytes of ``m``, or None when its content is streamed (``opener``)."""
-        size = self._size(m)
-        if m.opener is not None and m.ftype == S_IFREG:
-            return None
-        body = m.data if m.ftype in (S_IFREG, S_IFLNK) else b""
-        return self._entry(m.name, (m.perm & 0o7777) | m.ftype, m, size, body)
+        ftype = m.ftype
+        if ftype == S_IFREG:
+            if m.opener is not None:
+                return None
+            body = m.data
+        elif ftype == S_IFLNK:
+            body = m.data
+        else:
+            if ftype not in _TYPES:
+                raise RamdiskError(f"cpio entry {m.name!r}: unsupported file type {ftype:o}")
+            if m.size:
+                # Directories/devices with a non-zero tar size: gocpio writes the header size but
+                # no content follows in our sources; refuse rather than write a corrupt archive.
+                raise RamdiskError(f"cpio entry {m.name!r}: non-file entry with size {m.size}")
+            body = b""
+        if m.name == TRAILER_NAME:
+            raise RamdiskError(f"cpio entry name {m.name!r} is reserved for the trailer")
+        return self._piece(m, len(body), body)
 
     def _streamed(self, m: Member) -> Iterator[bytes]:
-        """Header piece, content chunks and padding of a member with an ``opener``."""
-        size = self._size(m)
-        assert m.opener is not None
-        yield self._entry(m.name, (m.perm & 0o7777) | m.ftype, m, size)
+        """Header piece, content chunks and padding of a regular file with an ``opener``."""
+        if m.name == TRAILER_NAME:
+            raise RamdiskError(f"cpio entry name {m.name!r} is reserved for the trailer")
+        assert m.opener is not None and m.ftype == S_IFREG
+        size = m.size
+        yield self._piece(m, size, b"")
         written = 0
         for chunk in m.opener():
             written += len(chunk)
@@ -231,7 +228,7 @@ class NewcWriter:
 
     def trailer(self) -> Iterator[bytes]:
         """The ``TRAILER!!!`` entry and the zero padding to a 512-byte boundary."""
-        piece = self._entry(TRAILER_NAME, 0, None, 0)
+        piece = self._piece(_TRAILER, 0, b"")
         pad = -self.offset % BLOCK
         self.offset += pad
         yield piece + _ZEROS[:pad]
@@ -424,7 +421,18 @@ class NewcReader:
         self._pending = self._pending_pad = 0
 
     def content(self) -> Iterator[bytes]:
-        """Stream the current member's content in chunks of at most ``limits.chunk`` bytes."""
+        """The current member's content, in chunks of at most ``limits.chunk`` bytes.
+
+        Content that is already buffered is taken at once; the rest is streamed.
+        """
+        n, pos = self._pending, self._pos
+        if pos + n <= len(self._buf) and n <= self.limits.chunk:
+            self._pending = 0
+            self._pos = pos + n
+            return iter((self._buf[pos : pos + n],) if n else ())
+        return self._stream_content()
+
+    def _stream_content(self) -> Iterator[bytes]:
         chunk = self.limits.chunk
         while self._pending and self._pos < len(self._buf):
             yield self._take_buffered(chunk)
@@ -448,10 +456,17 @@ class NewcReader:
         lim = self.limits
         max_namesize = lim.max_name + 1
         while True:
-            if self._pending or self._pending_pad:
-                self._skip_pending()
             buf, p = self._buf, self._pos
+            skip = self._pending + self._pending_pad
+            if skip:
+                if skip <= len(buf) - p:
+                    p += skip
+                    self._pending = self._pending_pad = 0
+                else:
+                    self._skip_pending()
+                    buf, p = self._buf, self._pos
             if len(buf) - p < HEADER_SIZE:
+                self._pos = p
                 self._fill(HEADER_SIZE, "a header")
                 buf, p = self._buf, 0
             v = _parse_header(buf, p)
@@ -488,9 +503,19 @@ class NewcReader:
                 raise RamdiskError(f"cpio member {name!r}: size {filesize} exceeds limit {cap}")
             self._pending = filesize
             self._pending_pad = -(self._base + self._pos + filesize) % 4
-            yield Header(
-                name, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[12]
-            )
+            # Header(...) without the generated __init__ (13 object.__setattr__ calls), the
+            # largest cost per entry otherwise; the same attributes, equality and hash.
+            h = _new_object(Header)
+            _set_attribute(
+                h,
+                "__dict__",
+                {
+                    "name": name, "ino": v[0], "mode": mode, "uid": v[2], "gid": v[3],
+                    "nlink": v[4], "mtime": v[5], "filesize": filesize, "devmajor": v[7],
+                    "devminor": v[8], "rdevmajor": v[9], "rdevminor": v[10], "check": v[12],
+                },
+            )  # fmt: skip
+            yield h
 
     def _check_tail(self) -> None:
         rest = self._buf[self._pos :]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -20,6 +21,7 @@ from eifbuild.cpio import (
     S_IFDIR,
     S_IFLNK,
     S_IFREG,
+    Header,
     Limits,
     Member,
     NewcReader,
@@ -97,6 +99,16 @@ def test_reader_round_trip() -> None:
     data = b"".join(newc_stream(_members()))
     r = NewcReader(io.BytesIO(data))
     out = [(h.name, h.mode, b"".join(r.content())) for h in r]
+    # The reader builds Header without its __init__: it must be an ordinary frozen Header.
+    for h in NewcReader(io.BytesIO(data)):
+        fields = {f.name: getattr(h, f.name) for f in dataclasses.fields(Header)}
+        assert vars(h) == fields
+        same = Header(**fields)
+        assert h == same and hash(h) == hash(same) and repr(h) == repr(same)
+        assert dataclasses.replace(h, uid=7) == Header(**{**fields, "uid": 7})
+        assert (h.ftype, h.perm) == (stat.S_IFMT(h.mode), stat.S_IMODE(h.mode))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            h.uid = 1  # type: ignore[misc]
     assert [o[0] for o in out] == [m.name for m in _members()]
     assert out[3][2] == b"x" * 3000
 
