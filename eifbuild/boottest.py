@@ -35,7 +35,7 @@ from typing import Any
 from eifbuild.eif.format import SectionType
 from eifbuild.eif.reader import EifReader
 from eifbuild.elfcheck import check_kernel
-from eifbuild.errors import BootTestError, EifbuildError
+from eifbuild.errors import BootTestError, EifbuildError, UsageError
 
 # Per EIF architecture: QEMU binary, Debian package, machine options, console to add.
 QEMU_BY_ARCH: dict[str, tuple[str, str]] = {
@@ -81,9 +81,9 @@ class BootOptions:
 
     def check(self) -> None:
         if self.timeout <= 0:
-            raise BootTestError(f"--timeout {self.timeout} must be positive")
+            raise UsageError(f"--timeout {self.timeout:g} must be positive")
         if not 64 <= self.memory_mib <= 1 << 20:
-            raise BootTestError(f"--memory {self.memory_mib} MiB is outside 64..1048576")
+            raise UsageError(f"--memory {self.memory_mib} MiB is outside 64..1048576")
 
 
 @dataclass

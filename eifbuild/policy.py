@@ -29,7 +29,7 @@ import jinja2
 from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
 from eifbuild.eif.smallfile import open_regular, read_small_file
-from eifbuild.errors import EifbuildError
+from eifbuild.errors import EifbuildError, UsageError
 
 POLICY_TEMPLATE = "kms-key-policy.json.j2"
 DIFF_TEMPLATE = "diff-report.html.j2"
@@ -110,7 +110,7 @@ def _one_line(exc: BaseException) -> str:
 
 def check_account_id(value: str) -> str:
     if not _ACCOUNT_RE.fullmatch(value):
-        raise PolicyError(f"account id {value!r} is not 12 digits")
+        raise UsageError(f"account id {value!r} is not 12 digits")
     return value
 
 
@@ -125,7 +125,7 @@ def check_role_arn(value: str) -> RoleArn:
     """An IAM role ARN: ``arn:<partition>:iam::<12 digits>:role/[path/]name``."""
     m = _ROLE_ARN_RE.fullmatch(value)
     if m is None:
-        raise PolicyError(
+        raise UsageError(
             f"role ARN {value!r} is not of the form arn:aws:iam::123456789012:role/NAME"
         )
     return RoleArn(value, m["partition"], m["account"])
@@ -143,7 +143,7 @@ def parse_pcr_list(text: str) -> list[int]:
     for part in text.split(","):
         p = part.strip().upper().removeprefix("PCR")
         if not p.isdigit() or int(p) not in PCR_CHOICES:
-            raise PolicyError(f"--pcr: {part.strip()!r} is not one of 0, 1, 2, 8")
+            raise UsageError(f"--pcr: {part.strip()!r} is not one of 0, 1, 2, 8")
         out.add(int(p))
     return sorted(out)
 
@@ -155,7 +155,7 @@ def parse_actions(text: str | None) -> list[str]:
     for part in text.split(","):
         a = part.strip()
         if not _ACTION_RE.fullmatch(a):
-            raise PolicyError(f"--actions: {a!r} is not a KMS action like kms:Decrypt")
+            raise UsageError(f"--actions: {a!r} is not a KMS action like kms:Decrypt")
         if a not in out:
             out.append(a)
     return out

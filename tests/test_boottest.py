@@ -20,7 +20,7 @@ import pytest
 
 from eifbuild.boottest import BootOptions, BootResult, boot_test, run_qemu
 from eifbuild.cli import main
-from eifbuild.errors import BlobsError, BootTestError
+from eifbuild.errors import BlobsError, BootTestError, UsageError
 from eifbuild.kernel import default_blobs_dir
 from tests.conftest import require
 
@@ -248,9 +248,9 @@ def test_a_command_the_init_cannot_run_fails_unless_expected() -> None:
 
 
 def test_bad_limits_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(BootTestError, match="--timeout 0 must be positive"):
+    with pytest.raises(UsageError, match="--timeout 0 must be positive"):
         run_qemu(tmp_path / "k", tmp_path / "i", "", BootOptions(timeout=0))
-    with pytest.raises(BootTestError, match="--memory 1 MiB"):
+    with pytest.raises(UsageError, match="--memory 1 MiB"):
         run_qemu(tmp_path / "k", tmp_path / "i", "", BootOptions(memory_mib=1))
 
 
