@@ -194,20 +194,15 @@ class NewcWriter:
             raise RamdiskError(f"cpio entry name {m.name!r} is reserved for the trailer")
         return self._piece(m, len(body), body)
 
-    def _streamed(self, m: Member) -> Iterator[bytes]:
-        """Header piece, content chunks and padding of a regular file with an ``opener``."""
+    def _head(self, m: Member) -> bytes:
+        """Header, name and padding of a regular file whose content an ``opener`` streams."""
         if m.name == TRAILER_NAME:
             raise RamdiskError(f"cpio entry name {m.name!r} is reserved for the trailer")
-        assert m.opener is not None and m.ftype == S_IFREG
+        return self._piece(m, m.size, b"")
+
+    def _tail(self, m: Member, written: int) -> bytes:
+        """The padding after ``written`` streamed content bytes, which must be ``m.size``."""
         size = m.size
-        yield self._piece(m, size, b"")
-        written = 0
-        for chunk in m.opener():
-            written += len(chunk)
-            if written > size:
-                break
-            if chunk:
-                yield chunk
         if written != size:
             raise RamdiskError(
                 f"cpio entry {m.name!r}: content is {'longer' if written > size else 'shorter'}"
@@ -215,8 +210,21 @@ class NewcWriter:
             )
         pad = -size % 4
         self.offset += size + pad
-        if pad:
-            yield _ZEROS[:pad]
+        return _ZEROS[:pad]
+
+    def _streamed(self, m: Member) -> Iterator[bytes]:
+        """Header piece, content chunks and padding of a regular file with an ``opener``."""
+        assert m.opener is not None and m.ftype == S_IFREG
+        yield self._head(m)
+        size, written = m.size, 0
+        for chunk in m.opener():
+            written += len(chunk)
+            if written > size:
+                break
+            if chunk:
+                yield chunk
+        if pad := self._tail(m, written):
+            yield pad
 
     def member(self, m: Member) -> Iterator[bytes]:
         """Chunks for one member (header, name, padding, content, padding)."""
@@ -252,20 +260,33 @@ class NewcWriter:
                     parts.clear()
                     pending = 0
                 continue
-            for chunk in self._streamed(m):
-                if len(chunk) >= FLUSH:
+            # A regular file with an opener: _streamed(m) inlined, chunks coalesced.
+            head = self._head(m)
+            parts.append(head)
+            pending += len(head)
+            size, written, opener = m.size, 0, m.opener
+            assert opener is not None  # _whole returns None only for these
+            for chunk in opener():
+                n = len(chunk)
+                written += n
+                if written > size:
+                    break
+                if n >= FLUSH:
                     if parts:
                         yield b"".join(parts)
                         parts.clear()
                         pending = 0
                     yield chunk
-                    continue
-                parts.append(chunk if type(chunk) is bytes else bytes(chunk))
-                pending += len(chunk)
-                if pending >= FLUSH:
-                    yield b"".join(parts)
-                    parts.clear()
-                    pending = 0
+                elif n:
+                    parts.append(chunk if type(chunk) is bytes else bytes(chunk))
+                    pending += n
+                    if pending >= FLUSH:
+                        yield b"".join(parts)
+                        parts.clear()
+                        pending = 0
+            pad = self._tail(m, written)
+            parts.append(pad)
+            pending += len(pad)
         parts.extend(self.trailer())
         yield b"".join(parts)
 
