@@ -337,6 +337,10 @@ class Limits:
     max_entries: int = 10_000_000
     chunk: int = 1 << 20
 
+    def __post_init__(self) -> None:
+        if self.chunk < 1:
+            raise ValueError(f"Limits.chunk must be at least 1, not {self.chunk}")
+
 
 def _header_error(raw: bytes) -> RamdiskError:
     """Why the 110 bytes ``raw`` are not a newc header (slow path: names the first bad field)."""
@@ -425,6 +429,7 @@ class NewcReader:
         self._pos = 0
 
     def _skip_pending(self) -> None:
+        """Pass over the rest of the current member's content and its padding."""
         left = len(self._buf) - self._pos
         total = self._pending + self._pending_pad
         if total <= left:
@@ -454,6 +459,7 @@ class NewcReader:
         return self._stream_content()
 
     def _stream_content(self) -> Iterator[bytes]:
+        """Pending content from the buffer, then straight from the file."""
         chunk = self.limits.chunk
         while self._pending and self._pos < len(self._buf):
             yield self._take_buffered(chunk)

@@ -627,6 +627,11 @@ def test_reader_streams_big_content_in_bounded_chunks() -> None:
         list(NewcReader(io.BytesIO(data[: len(data) // 2])))
 
 
+def test_limits_need_a_positive_chunk() -> None:
+    with pytest.raises(ValueError, match="chunk"):
+        Limits(chunk=0)
+
+
 def test_reader_limits_are_exact() -> None:
     def read(ms: list[Member], **limits: int) -> list[bytes]:
         r = NewcReader(io.BytesIO(b"".join(newc_stream(ms))), Limits(**limits))
