@@ -100,7 +100,8 @@ def _run_child(impl: Path, phase: str, path: Path, entries: int, size: int) -> d
     cmd = [sys.executable, __file__, "--child", phase, str(path), str(entries), str(size)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     res: dict[str, Any] = json.loads(out.stdout)
-    if res["module"] != str(impl / "eifbuild" / "cpio.py"):
+    # eifbuild/cpio.py up to the split into a package, eifbuild/cpio/__init__.py after it
+    if Path(res["module"]).parent not in (impl / "eifbuild", impl / "eifbuild" / "cpio"):
         raise SystemExit(f"child imported {res['module']}, not the package under {impl}")
     return res
 

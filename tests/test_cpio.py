@@ -271,17 +271,17 @@ def headers(draw: st.DrawFn) -> bytes:
 @given(headers(), st.binary(max_size=9), st.binary(max_size=9))
 @settings(max_examples=1500)
 def test_header_parser_matches_reference(raw: bytes, before: bytes, after: bytes) -> None:
-    from eifbuild.cpio import _parse_header
+    from eifbuild.cpio import parse_header
 
     expected = ref_parse_header(raw)
     event("valid" if expected else "invalid")
     for buf, at in ((raw, 0), (before + raw + after, len(before))):
         if expected is None:
             with pytest.raises(RamdiskError) as err:
-                _parse_header(buf, at)
+                parse_header(buf, at)
             assert ref_header_error(raw) in str(err.value)
         else:
-            assert _parse_header(buf, at) == expected
+            assert parse_header(buf, at) == expected
 
 
 @pytest.mark.parametrize(
@@ -290,13 +290,13 @@ def test_header_parser_matches_reference(raw: bytes, before: bytes, after: bytes
      (1, "١٢٣٤٥٦٧٨".encode()[:8]), (7, b"1234567\n"), (11, b"\xff2345678"[:8])],
 )  # fmt: skip
 def test_header_parser_rejects_what_int_would_take(field: int, text: bytes) -> None:
-    from eifbuild.cpio import _parse_header
+    from eifbuild.cpio import parse_header
 
     raw = bytearray(b"070701" + b"0" * 104)
     raw[6 + 8 * field : 14 + 8 * field] = text
     with pytest.raises(RamdiskError, match=f"header field {field} is not hexadecimal"):
-        _parse_header(bytes(raw))
-    assert _parse_header(b"070701" + b"aBcDeF09" * 13) == (0xABCDEF09,) * 13
+        parse_header(bytes(raw))
+    assert parse_header(b"070701" + b"aBcDeF09" * 13) == (0xABCDEF09,) * 13
 
 
 def ref_write(members: list[Member]) -> bytes:
