@@ -76,5 +76,7 @@ def docker_cli(*args: str, input: bytes | None = None) -> bytes:
     """Run the docker CLI against the test daemon; raise with stderr on failure."""
     proc = subprocess.run(["docker", *args], input=input, capture_output=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed: {proc.stderr.decode(errors='replace')}")
+        raise RuntimeError(
+            f"docker {' '.join(args)} failed: {proc.stderr.decode(errors='replace')}"
+        )
     return proc.stdout

@@ -54,9 +54,22 @@ def test_sigterm_leaves_no_partial_output(tmp_path: Path) -> None:
     kernel.write_bytes(b"KERNEL")
     out = tmp_path / "out.eif"
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, "assemble", "--kernel", str(kernel), "--cmdline", "x",
-         "--ramdisk", str(kernel), "--output", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            script,
+            "assemble",
+            "--kernel",
+            str(kernel),
+            "--cmdline",
+            "x",
+            "--ramdisk",
+            str(kernel),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == b"ready"

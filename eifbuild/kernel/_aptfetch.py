@@ -64,7 +64,9 @@ def load_pin(arch: str = "x86_64") -> SourcePin:
     path = kernels_dir() / arch / "source.json"
     try:
         raw = json.loads(path.read_text())
-        fields = {f: str(raw[f]) for f in SourcePin.__dataclass_fields__ if f != "source_date_epoch"}
+        fields = {
+            f: str(raw[f]) for f in SourcePin.__dataclass_fields__ if f != "source_date_epoch"
+        }
         epoch = raw.get("source_date_epoch", 0)
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
             raise ValueError("source_date_epoch must be a non-negative integer")
