@@ -8,7 +8,8 @@ print. The rendered text must parse as JSON with no duplicate keys; the result i
 with a fixed layout so the same inputs always give the same bytes.
 
 Templates live in the top-level ``templates/`` directory of the source tree; a wheel installs
-them as data files under ``<prefix>/share/eifbuild/templates`` (see pyproject.toml).
+them as data files under ``<prefix>/share/eifbuild/templates`` (see pyproject.toml and
+:mod:`eifbuild._resources`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import site
-import sys
-import sysconfig
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 import jinja2
 
+from eifbuild._resources import resource_dir
 from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
 from eifbuild.eif.smallfile import open_regular, read_small_file
@@ -67,19 +66,8 @@ class PolicyError(EifbuildError):
 
 
 def templates_dir() -> Path:
-    """The directory holding eifbuild's jinja2 templates (source tree or installed data)."""
-    here = Path(__file__).resolve().parent.parent
-    candidates = [here / "templates"] if (here / "pyproject.toml").is_file() else []
-    for base in (sys.prefix, sysconfig.get_path("data"), site.getuserbase()):
-        candidates.append(Path(base) / "share" / "eifbuild" / "templates")
-    for c in candidates:
-        if (c / POLICY_TEMPLATE).is_file():
-            return c
-    raise PolicyError(
-        "eifbuild templates not found (looked in "
-        + ", ".join(str(c) for c in candidates)
-        + "); reinstall eifbuild"
-    )
+    """eifbuild's jinja2 templates: ``$EIFBUILD_TEMPLATES_DIR``, checkout, or installed data."""
+    return resource_dir("templates", POLICY_TEMPLATE, PolicyError)
 
 
 def environment(autoescape: bool) -> jinja2.Environment:

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from eifbuild._resources import resource_dir
 from eifbuild.errors import KernelBuildError
 
 RECIPE_VERSION = "1"  # bump when the build steps change their output
@@ -45,14 +46,8 @@ def quiet(_msg: str) -> None:
 
 
 def kernels_dir() -> Path:
-    """The ``kernels/`` recipe directory (``$EIFBUILD_KERNELS_DIR`` overrides)."""
-    env = os.environ.get("EIFBUILD_KERNELS_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "kernels"
-    if not (d / "init" / "init.c").is_file():
-        raise KernelBuildError(
-            f"kernel recipes not found in {d}: set EIFBUILD_KERNELS_DIR to the kernels/ directory"
-        )
-    return d
+    """The ``kernels/`` recipe directory: ``$EIFBUILD_KERNELS_DIR``, checkout, or installed data."""
+    return resource_dir("kernels", "init/init.c", KernelBuildError)
 
 
 def cache_dir() -> Path:
