@@ -290,7 +290,8 @@ def test_wheel_ships_templates(tmp_path: Path) -> None:
     shutil.copytree(
         ROOT / "eifbuild", src / "eifbuild", ignore=shutil.ignore_patterns("__pycache__")
     )
-    shutil.copytree(ROOT / "templates", src / "templates")
+    for data in ("templates", "kernels"):  # pyproject.toml data-files lists both
+        shutil.copytree(ROOT / data, src / data)
     proc = subprocess.run(
         [
             sys.executable,
