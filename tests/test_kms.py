@@ -1,10 +1,10 @@
 """AWS KMS signing against moto's KMS emulator in server mode, over real HTTP on 127.0.0.1.
 
-moto signs the ``Message`` it is given with ``ECDSA_SHA_384`` and ignores
-``MessageType=DIGEST`` (it hashes the 48-byte digest again), so the end-to-end signatures
-use ``--kms-message-type raw`` (KMS hashes the Sig_structure itself: the same signature on
-real KMS). The default DIGEST mode is exercised too: eifbuild catches the emulator's wrong
-signature by verifying it, and refuses to write anything.
+moto 5.2.5 ignores ``MessageType=DIGEST`` (it hashes the digest again); ``tests.kms_emulator``
+shims DIGEST in as AWS documents it (emulator fidelity), so the default mode (Sign with
+MessageType=DIGEST over the Sig_structure's hash) is signed and checked end to end, next to
+``--kms-message-type raw``. With the shim switched off, moto's own answer to DIGEST is the
+case of an endpoint that ignores it: eifbuild catches the wrong signature by verifying it.
 """
 
 from __future__ import annotations
@@ -21,13 +21,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
 from eifbuild.cli import main
 from tests import sigref
+from tests.kms_emulator import Emulator, moto_kms_server
 from tests.test_sign_flow import make_eif
 
 REGION = "eu-west-1"
+# SigningAlgorithm -> (digest length, hash): AWS KMS API_Sign, MessageType=DIGEST
+DIGESTS: dict[str, tuple[int, hashes.HashAlgorithm]] = {
+    "ECDSA_SHA_256": (32, hashes.SHA256()),
+    "ECDSA_SHA_384": (48, hashes.SHA384()),
+    "ECDSA_SHA_512": (64, hashes.SHA512()),
+}
 
 
 def _free_port() -> int:
@@ -37,16 +45,23 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def kms_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer  # a dev dependency: missing means a broken setup
+def emulator() -> Iterator[Emulator]:
+    with moto_kms_server() as emu:
+        yield emu
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+
+@pytest.fixture
+def kms_endpoint(emulator: Emulator) -> str:
+    emulator.sign_requests.clear()
+    return emulator.endpoint
+
+
+@pytest.fixture
+def moto_digest(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's own DIGEST answer (the digest hashed again), as an endpoint ignoring DIGEST."""
+    if not emulator.shimmed:
+        pytest.fail("moto now implements MessageType=DIGEST: these tests need another endpoint")
+    monkeypatch.setattr(emulator, "honour_digest", False)
 
 
 @pytest.fixture
@@ -150,6 +165,108 @@ def test_sign_by_key_arn_alias_arn_alias_name_and_key_id(
         assert main(["verify", str(out), "--certificate", str(cert)]) == 0
 
 
+def test_moto_still_lacks_digest(
+    emulator: Emulator, kms_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DIGEST shim is needed (moto alone fails the probe) and makes the probe pass."""
+    from tests.kms_emulator import moto_honours_digest
+
+    assert emulator.shimmed, "moto now implements MessageType=DIGEST: drop the shim"
+    assert moto_honours_digest(kms_endpoint)
+    monkeypatch.setattr(emulator, "honour_digest", False)
+    assert not moto_honours_digest(kms_endpoint)
+
+
+def test_default_digest_by_key_arn_and_alias(
+    kms: Any,
+    emulator: Emulator,
+    kms_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No --kms-message-type: Sign(MessageType=DIGEST, ECDSA_SHA_384) over the 48-byte hash."""
+    meta = _create_key(kms)
+    kms.create_alias(AliasName="alias/eif-digest", TargetKeyId=meta["KeyId"])
+    alias_arn = meta["Arn"].replace(f"key/{meta['KeyId']}", "alias/eif-digest")
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    eif = make_eif(tmp_path / "u.eif")
+    cases = {
+        "arn": (meta["Arn"],),
+        "alias-arn": (alias_arn,),
+        "alias-name": ("alias/eif-digest", "--kms-region", REGION),
+    }
+    for label, (ref, *region) in cases.items():
+        emulator.sign_requests.clear()
+        out = tmp_path / f"{label}.eif"
+        rc, stdout, err = _sign(capsys, eif, out, cert, ref, kms_endpoint, *region)
+        assert rc == 0, (label, err)
+        assert emulator.sign_requests == [("DIGEST", "ECDSA_SHA_384", 48)], label
+        # the emulator signs the 48 bytes as given: this verifying over SHA-384(Sig_structure)
+        # means eifbuild sent exactly that digest
+        ref_eif = sigref.verify_eif(out, cert.read_bytes())
+        assert ref_eif.pcr0 == sigref.read_eif(eif).pcr0
+        assert json.loads(stdout)["Measurements"]["PCR8"] == sigref.pcr8(cert.read_bytes()).hex()
+        capsys.readouterr()
+        assert main(["verify", str(out), "--certificate", str(cert)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "algorithm"),
+    [
+        ("ECC_NIST_P256", "ECDSA_SHA_256"),
+        ("ECC_NIST_P384", "ECDSA_SHA_384"),
+        ("ECC_NIST_P521", "ECDSA_SHA_512"),
+    ],
+)
+def test_default_digest_per_curve(
+    kms: Any,
+    emulator: Emulator,
+    kms_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spec: str,
+    algorithm: str,
+) -> None:
+    meta = _create_key(kms, spec=spec)
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    eif = make_eif(tmp_path / "u.eif")
+    out = tmp_path / "s.eif"
+    rc, _, err = _sign(capsys, eif, out, cert, meta["Arn"], kms_endpoint)
+    assert rc == 0, err
+    assert emulator.sign_requests == [("DIGEST", algorithm, DIGESTS[algorithm][0])]
+    sigref.verify_eif(out, cert.read_bytes())
+
+
+def test_emulator_refuses_a_digest_of_wrong_length(kms: Any) -> None:
+    """The shim behaves as AWS documents DIGEST: right length signed as is, else refused."""
+    for spec, algorithm in (("ECC_NIST_P256", "ECDSA_SHA_256"), ("ECC_NIST_P384", "ECDSA_SHA_384")):
+        key_id = _create_key(kms, spec=spec)["KeyId"]
+        size, hash_alg = DIGESTS[algorithm]
+        for bad in (size - 1, size + 1, 64):
+            for call in (kms.sign, kms.verify):
+                args = {"Signature": b"\x30\x00"} if call == kms.verify else {}
+                with pytest.raises(kms.exceptions.ClientError) as info:
+                    call(KeyId=key_id, Message=b"\x01" * bad, MessageType="DIGEST",
+                         SigningAlgorithm=algorithm, **args)  # fmt: skip
+                error = info.value.response["Error"]
+                assert error["Code"] == "ValidationException", (spec, bad)
+                assert f"Digest is invalid length for algorithm {algorithm}" in error["Message"]
+        digest = b"\x02" * size
+        sig = kms.sign(
+            KeyId=key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm=algorithm
+        )["Signature"]
+        pub = serialization.load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"])
+        assert isinstance(pub, ec.EllipticCurvePublicKey)
+        pub.verify(sig, digest, ec.ECDSA(Prehashed(hash_alg)))
+        assert kms.verify(
+            KeyId=key_id,
+            Message=digest,
+            MessageType="DIGEST",
+            Signature=sig,
+            SigningAlgorithm=algorithm,
+        )["SignatureValid"]
+
+
 def test_refusals_leave_no_file(
     kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,8 +288,6 @@ def test_refusals_leave_no_file(
             "DescribeKey failed: NotFoundException",
         ),
         (cert_disabled, good["Arn"], raw, "does not match the private key"),
-        # moto ignores MessageType=DIGEST: the signature it returns does not verify
-        (cert, good["Arn"], (), "produced a signature that does not verify"),
         (cert, "arn:aws:kms:eu-west-1:123:key/x", raw, "not a KMS key ARN"),
     ]
     for cert_path, ref, extra, message in cases:
@@ -181,6 +296,25 @@ def test_refusals_leave_no_file(
         assert rc == 1, (ref, err)
         assert message in err and "Traceback" not in err
         assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_endpoint_ignoring_digest_is_caught(
+    kms: Any,
+    kms_endpoint: str,
+    moto_digest: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """moto's own DIGEST answer signs SHA-384(digest): eifbuild verifies before writing."""
+    eif = make_eif(tmp_path / "u.eif")
+    meta = _create_key(kms)
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    out = tmp_path / "o.eif"
+    rc, _, err = _sign(capsys, eif, out, cert, meta["Arn"], kms_endpoint)
+    assert rc == 1 and "produced a signature that does not verify" in err, err
+    assert "--kms-message-type raw" in err and "Traceback" not in err
+    assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
@@ -364,7 +498,11 @@ def test_access_denied_by_iam_policy(
 
 
 def test_denied_in_place_resign_keeps_the_signed_input(
-    kms: Any, kms_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kms: Any,
+    kms_endpoint: str,
+    moto_digest: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Replacing a signature in place with a KMS key that then fails to Sign (moto's DIGEST
     answer does not verify; a disabled key) never leaves the EIF unsigned or changed."""
