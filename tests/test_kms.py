@@ -194,6 +194,7 @@ def test_default_digest_by_key_arn_and_alias(
         "arn": (meta["Arn"],),
         "alias-arn": (alias_arn,),
         "alias-name": ("alias/eif-digest", "--kms-region", REGION),
+        "key-id-explicit": (meta["KeyId"], "--kms-region", REGION, "--kms-message-type", "digest"),
     }
     for label, (ref, *region) in cases.items():
         emulator.sign_requests.clear()
@@ -392,6 +393,27 @@ def test_detached_sign_payload_with_kms_alias(
         == 0
     )
     sigref.verify_eif(eif, cert.read_bytes())
+
+
+def test_detached_sign_payload_default_digest(
+    kms: Any,
+    emulator: Emulator,
+    kms_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    meta = _create_key(kms)
+    kms.create_alias(AliasName="alias/detached-digest", TargetKeyId=meta["KeyId"])
+    cert = _cert_for_kms_key(kms, meta["KeyId"], tmp_path)
+    eif = make_eif(tmp_path / "d.eif")
+    payload, sig = tmp_path / "p.cbor", tmp_path / "s.cose"
+    assert main(["measure", str(eif), "--payload", str(payload)]) == 0
+    rc = main(["sign-payload", str(payload), "-o", str(sig), "--private-key",
+               "alias/detached-digest", "--kms-region", REGION, "--kms-endpoint", kms_endpoint,
+               "--signing-certificate", str(cert)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert emulator.sign_requests == [("DIGEST", "ECDSA_SHA_384", 48)]
+    sigref.verify_cose(cert.read_bytes(), sig.read_bytes(), sigref.read_eif(eif).pcr0)
 
 
 def test_missing_boto3_is_a_clear_error(
