@@ -31,6 +31,7 @@ from eifbuild.cpio import (
     Limits,
     NewcReader,
 )
+from eifbuild.diff.escape import safe_text
 from eifbuild.errors import RamdiskError
 
 _TYPE_CHARS = {S_IFDIR: "d", S_IFREG: "-", S_IFLNK: "l", S_IFCHR: "c", S_IFBLK: "b", S_IFIFO: "p"}
@@ -53,10 +54,10 @@ def mode_string(mode: int) -> str:
 
 def describe(h: Header, target: bytes = b"") -> str:
     """One ``cpio -tv``-like line (numeric owners, size, mtime in epoch seconds)."""
-    name = h.name.decode("utf-8", errors="backslashreplace")
+    name = safe_text(h.name)  # hostile names must not forge listing lines
     line = f"{mode_string(h.mode)} {h.uid}/{h.gid} {h.filesize:>10} {h.mtime:>10} {name}"
     if h.ftype == S_IFLNK:
-        line += " -> " + target.decode("utf-8", errors="backslashreplace")
+        line += " -> " + safe_text(target)
     elif h.ftype in (S_IFCHR, S_IFBLK):
         line += f" [{h.rdevmajor},{h.rdevminor}]"
     return line
@@ -144,7 +145,10 @@ class _Unpacker:
             if h.ftype == S_IFREG:
                 self._file(reader, h, leaf, fd)
             elif h.ftype == S_IFLNK:
-                os.symlink(reader.read_small(reader.limits.max_symlink), leaf, dir_fd=fd)
+                target = reader.read_small(reader.limits.max_symlink)
+                if b"\0" in target:
+                    raise RamdiskError(f"ramdisk member {h.name!r}: symlink target has a NUL byte")
+                os.symlink(target, leaf, dir_fd=fd)
             else:
                 dev = os.makedev(h.rdevmajor, h.rdevminor)
                 os.mknod(leaf, h.ftype | (self._perm(h) & 0o777), dev, dir_fd=fd)
