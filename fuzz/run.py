@@ -30,7 +30,7 @@ TARGETS = ["eif", "signature", "cose", "metadata", "cpio", "unpack", "layer", "o
 _STAT = re.compile(r"^#(\d+)\s+(INITED|NEW|REDUCE|pulse|DONE)\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 _DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
 _CRASH = re.compile(r"^CRASH \S+ (.+?) -> ")
-_LIBFUZZER_ERR = re.compile(r"==\d+== ERROR: libFuzzer: (\S+)|^(ALARM): working on the last Unit")
+_LIBFUZZER_ERR = re.compile(r"==\d+== ERROR: libFuzzer: (\S+)")
 
 
 @dataclass
@@ -63,7 +63,7 @@ def parse(target: str, lines: list[str], rc: int, wall: float) -> Result:
         elif m := _CRASH.match(line):
             r.crashes.append(m.group(1))
         elif m := _LIBFUZZER_ERR.search(line):
-            r.crashes.append(f"libFuzzer {m.group(1) or 'timeout'}")
+            r.crashes.append(f"libFuzzer {m.group(1)} (input saved in fuzz/crashes/)")
     if rc != 0 and not r.crashes:
         r.crashes.append(f"harness exited with status {rc}")
     return r
