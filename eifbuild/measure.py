@@ -166,7 +166,7 @@ def certificate_der(pem: bytes, name: str = "certificate") -> bytes:
 
     try:
         cert = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise SigningError(f"{name}: not a PEM X.509 certificate ({exc})") from None
     return cert.public_bytes(Encoding.DER)
 

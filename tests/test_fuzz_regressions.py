@@ -6,13 +6,21 @@ subclass or a safe result, never another exception.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import io
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from eifbuild.cpio import S_IFDIR, S_IFLNK, S_IFREG, Member, newc_stream
-from eifbuild.errors import RamdiskError
+from eifbuild.errors import RamdiskError, SigningError
+from eifbuild.measure import pcr8_from_pem
+from eifbuild.sign.keys import load_certificate
 from eifbuild.unpack import list_archive, unpack_archive
 
 
@@ -40,3 +48,37 @@ def test_listing_escapes_control_characters_in_names(name: bytes) -> None:
     for line in lines:
         assert line.isprintable(), repr(line)
     assert lines[1].endswith(" l -> t\\x0au")
+
+
+def _cert_with_version(version: int) -> bytes:
+    """A self-signed certificate whose TBS version field ([0] EXPLICIT INTEGER) is patched."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "v")])
+    t0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(t0)
+        .not_valid_after(t0 + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA384())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    v3 = bytes.fromhex("a003020102")  # version v3 (2)
+    assert der.count(v3) == 1
+    der = der.replace(v3, bytes.fromhex("a0030201") + bytes([version]))
+    b64 = base64.encodebytes(der).replace(b"\n", b"")
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+
+
+def test_certificate_with_invalid_version_is_a_signing_error() -> None:
+    # fuzz targets eif and signature: cryptography's InvalidVersion is not a ValueError
+    pem = _cert_with_version(18)
+    with pytest.raises(SigningError, match=r"not a PEM X\.509 certificate"):
+        pcr8_from_pem(pem, "signing certificate")
+    with pytest.raises(SigningError, match=r"not a PEM X\.509 certificate"):
+        load_certificate(pem, "signing certificate")
+    pcr8_from_pem(_cert_with_version(2), "control: the unpatched version parses")

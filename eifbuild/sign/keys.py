@@ -128,7 +128,7 @@ def load_certificate(pem: bytes, what: str) -> x509.Certificate:
     """The first certificate of a PEM file (the one AWS's tools use)."""
     try:
         return x509.load_pem_x509_certificate(pem)
-    except (ValueError, UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
         raise SigningError(f"{what}: not a PEM X.509 certificate") from None
 
 
