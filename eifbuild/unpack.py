@@ -34,6 +34,9 @@ from eifbuild.cpio import (
 from eifbuild.diff.escape import safe_text
 from eifbuild.errors import RamdiskError
 
+# Linux dev_t: 12-bit major, 20-bit minor (include/linux/kdev_t.h, as the initramfs unpacker).
+MAX_MAJOR = (1 << 12) - 1
+MAX_MINOR = (1 << 20) - 1
 _TYPE_CHARS = {S_IFDIR: "d", S_IFREG: "-", S_IFLNK: "l", S_IFCHR: "c", S_IFBLK: "b", S_IFIFO: "p"}
 
 
@@ -69,6 +72,17 @@ def list_archive(fh: BinaryIO, limits: Limits | None = None) -> Iterator[str]:
     for h in reader:
         target = reader.read_small(reader.limits.max_symlink) if h.ftype == S_IFLNK else b""
         yield describe(h, target)
+
+
+def _device_number(h: Header) -> int:
+    """The ``dev_t`` for mknod: 0 for a FIFO; a device's numbers within Linux's 12/20 bits."""
+    if h.ftype not in (S_IFCHR, S_IFBLK):
+        return 0
+    if h.rdevmajor > MAX_MAJOR or h.rdevminor > MAX_MINOR:
+        raise RamdiskError(
+            f"ramdisk member {h.name!r}: device number {h.rdevmajor},{h.rdevminor} out of range"
+        )
+    return os.makedev(h.rdevmajor, h.rdevminor)
 
 
 @dataclass
@@ -141,6 +155,7 @@ class _Unpacker:
             if h.ftype in (S_IFCHR, S_IFBLK) and not self.devices:
                 self.result.skipped.append(h.name.decode("utf-8", errors="backslashreplace"))
                 return
+            dev = _device_number(h)
             self._clear(leaf, fd)
             if h.ftype == S_IFREG:
                 self._file(reader, h, leaf, fd)
@@ -150,7 +165,6 @@ class _Unpacker:
                     raise RamdiskError(f"ramdisk member {h.name!r}: symlink target has a NUL byte")
                 os.symlink(target, leaf, dir_fd=fd)
             else:
-                dev = os.makedev(h.rdevmajor, h.rdevminor)
                 os.mknod(leaf, h.ftype | (self._perm(h) & 0o777), dev, dir_fd=fd)
             self._attrs(leaf, fd, h)
 

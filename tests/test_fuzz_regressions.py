@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import io
+import stat
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from eifbuild.cpio import S_IFDIR, S_IFLNK, S_IFREG, Member, newc_stream
+from eifbuild.cpio import S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, Member, newc_stream
 from eifbuild.errors import RamdiskError, SigningError
 from eifbuild.measure import pcr8_from_pem
 from eifbuild.sign.keys import load_certificate
@@ -82,3 +83,22 @@ def test_certificate_with_invalid_version_is_a_signing_error() -> None:
     with pytest.raises(SigningError, match=r"not a PEM X\.509 certificate"):
         load_certificate(pem, "signing certificate")
     pcr8_from_pem(_cert_with_version(2), "control: the unpatched version parses")
+
+
+@pytest.mark.parametrize("devices", [False, True])
+def test_fifo_with_huge_rdev_unpacks(tmp_path: Path, devices: bool) -> None:
+    # fuzz target unpack: os.makedev raised OverflowError for a FIFO's (meaningless) rdev
+    arc = _arc(Member(b"p", S_IFIFO, 0o644, rdevmajor=0xFFFFFFFF, rdevminor=0x80000000))
+    unpack_archive(io.BytesIO(arc), tmp_path / "o", devices=devices)
+    assert stat.S_ISFIFO((tmp_path / "o" / "p").lstat().st_mode)
+
+
+@pytest.mark.parametrize(("major", "minor"), [(0xFFFFFFFF, 0), (4096, 0), (1, 1 << 20)])
+def test_device_number_out_of_range_is_a_ramdisk_error(
+    tmp_path: Path, major: int, minor: int
+) -> None:
+    arc = _arc(Member(b"c", S_IFCHR, 0o600, rdevmajor=major, rdevminor=minor))
+    with pytest.raises(RamdiskError, match=r"'c': device number .* out of range"):
+        unpack_archive(io.BytesIO(arc), tmp_path / "o", devices=True)
+    # skipped without --devices, as any device
+    assert unpack_archive(io.BytesIO(arc), tmp_path / "o2").skipped == ["c"]
