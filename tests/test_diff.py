@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +28,7 @@ from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.signature import encode_signature_section
 from eifbuild.eif.writer import write_eif
 from eifbuild.errors import EifbuildError
+from tests.certs import self_signed
 
 CMD = "reboot=k panic=30 pci=off console=ttyS0"
 
@@ -224,16 +223,7 @@ def test_metadata_only_is_not_measured(tmp_path: Path, capsys: pytest.CaptureFix
 
 def self_signed_pem(cn: str = "signer") -> bytes:
     """A fresh self-signed P-384 certificate (PEM), as a signing certificate stand-in."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=30))
-        .sign(key, hashes.SHA384())
-    )  # fmt: skip
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return self_signed(cn=cn, not_before=dt.datetime(2024, 1, 1, tzinfo=dt.UTC), days=30)[0]
 
 
 def test_signing_certificate_explains_pcr8(tmp_path: Path) -> None:

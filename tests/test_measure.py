@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import zlib
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,24 +23,12 @@ from eifbuild.measure import (
     file_pcr,
     pcr8_from_pem,
 )
+from tests.certs import self_signed
 
 
 def make_cert(cn: str = "aws.nitro-enclaves") -> tuple[bytes, ec.EllipticCurvePrivateKey]:
     """A P-384 self-signed certificate (PEM) like nitro-cli's tests make, and its key."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=3650))
-        .sign(key, hashes.SHA384())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key
+    return self_signed(cn=cn)
 
 
 def der_of_first_pem(pem: bytes) -> bytes:
