@@ -19,6 +19,18 @@ def output_path(text: str) -> str:
     return text
 
 
+def add_eif_output(p: argparse.ArgumentParser) -> None:
+    """The required ``--output/-o OUT.eif`` of the commands that write a new EIF."""
+    p.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        type=output_path,
+        metavar="OUT.eif",
+        help="EIF file to write",
+    )
+
+
 def print_json(obj: Any) -> None:
     """Pretty JSON like serde_json's pretty printer (2-space indent), newline-terminated."""
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

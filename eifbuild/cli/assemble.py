@@ -34,7 +34,7 @@ from pathlib import Path
 from eifbuild import __version__
 from eifbuild._epoch import DEFAULT_BUILD_TIME, rfc3339, source_date_epoch
 from eifbuild._progress import progress
-from eifbuild.cli._common import info, output_path, print_json
+from eifbuild.cli._common import add_eif_output, info, print_json
 from eifbuild.cli._signing import add_signing_arguments, make_signer
 from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
 from eifbuild.eif.writer import write_eif
@@ -60,14 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="ramdisk, repeatable, in order (the first one is measured in PCR1)",
     )
-    p.add_argument(
-        "--output",
-        "-o",
-        required=True,
-        type=output_path,
-        metavar="OUT.eif",
-        help="EIF file to write",
-    )
+    add_eif_output(p)
     p.add_argument(
         "--arch",
         choices=("x86_64", "aarch64"),

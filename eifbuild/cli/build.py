@@ -7,7 +7,7 @@ from pathlib import Path
 
 from eifbuild._epoch import source_date_epoch
 from eifbuild._progress import set_quiet
-from eifbuild.cli._common import info, output_path, print_json
+from eifbuild.cli._common import add_eif_output, info, print_json
 from eifbuild.errors import UsageError
 from eifbuild.sources import add_limit_arguments, limits_from_args, normalize_arch
 
@@ -38,14 +38,7 @@ config."""
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE", help="image reference with transport")
-    p.add_argument(
-        "--output",
-        "-o",
-        required=True,
-        type=output_path,
-        metavar="OUT.eif",
-        help="EIF file to write",
-    )
+    add_eif_output(p)
     p.add_argument(
         "--arch",
         choices=("amd64", "x86_64", "arm64", "aarch64"),
