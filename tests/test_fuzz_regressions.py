@@ -51,8 +51,8 @@ def test_listing_escapes_control_characters_in_names(name: bytes) -> None:
     assert lines[1].endswith(" l -> t\\x0au")
 
 
-def _cert_with_version(version: int) -> bytes:
-    """A self-signed certificate whose TBS version field ([0] EXPLICIT INTEGER) is patched."""
+def _self_signed_der() -> bytes:
+    """A small valid self-signed certificate (CN "v" as issuer and subject), DER."""
     key = ec.generate_private_key(ec.SECP384R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "v")])
     t0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
@@ -66,13 +66,35 @@ def _cert_with_version(version: int) -> bytes:
         .not_valid_after(t0 + datetime.timedelta(days=1))
         .sign(key, hashes.SHA384())
     )
-    der = cert.public_bytes(serialization.Encoding.DER)
-    v3 = bytes.fromhex("a003020102")  # version v3 (2)
-    assert der.count(v3) == 1
-    der = der.replace(v3, bytes.fromhex("a0030201") + bytes([version]))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _pem(der: bytes) -> bytes:
     b64 = base64.encodebytes(der).replace(b"\n", b"")
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     return b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+
+
+def _cert_with_version(version: int) -> bytes:
+    """A self-signed certificate whose TBS version field ([0] EXPLICIT INTEGER) is patched."""
+    der = _self_signed_der()
+    v3 = bytes.fromhex("a003020102")  # version v3 (2)
+    assert der.count(v3) == 1
+    return _pem(der.replace(v3, bytes.fromhex("a0030201") + bytes([version])))
+
+
+@pytest.mark.parametrize("tag", [0x0F, 0x03])
+def test_certificate_with_malformed_subject_is_a_signing_error(tag: int) -> None:
+    # found by tests/test_verify_fuzz.py: cryptography parses names lazily, so a bad subject
+    # string tag (a ValueError) or a BitString value (a TypeError) escaped from `verify` later.
+    der = _self_signed_der()
+    cn = bytes.fromhex("0c0176")  # UTF8String "v": issuer first, then subject
+    assert der.count(cn) == 2
+    at = der.rindex(cn)
+    bad = _pem(der[:at] + bytes([tag]) + der[at + 1 :])
+    with pytest.raises(SigningError, match=r"not a PEM X\.509 certificate"):
+        load_certificate(bad, "signing certificate")
+    load_certificate(_pem(der), "control: the unpatched certificate loads")
 
 
 def test_certificate_with_invalid_version_is_a_signing_error() -> None:

@@ -127,9 +127,13 @@ def load_pem_key(path: str | os.PathLike[str]) -> PemKey:
 def load_certificate(pem: bytes, what: str) -> x509.Certificate:
     """The first certificate of a PEM file (the one AWS's tools use)."""
     try:
-        return x509.load_pem_x509_certificate(pem)
-    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
+        cert = x509.load_pem_x509_certificate(pem)
+        # cryptography parses names and validity lazily: touch them here so that a malformed
+        # field is this one error, not a ValueError/TypeError in whoever reads it later.
+        _ = (cert.issuer, cert.subject, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         raise SigningError(f"{what}: not a PEM X.509 certificate") from None
+    return cert
 
 
 def certificate_public_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
