@@ -31,6 +31,7 @@ import io
 import json
 import os
 import re
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,6 +73,42 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def open_regular(path: str | os.PathLike[str], what: str) -> int:
+    """A read-only descriptor of the REGULAR file ``path``, or a one-line ImageSourceError.
+
+    Opened non-blocking (a FIFO would otherwise block the open until a writer comes) and
+    checked with fstat, so what is checked is what is read. ``what`` names the role (archive,
+    blob) in the message.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ImageSourceError(f"{path}: cannot open the {what}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:  # pragma: no cover - fstat of an open descriptor
+        os.close(fd)
+        raise ImageSourceError(f"{path}: cannot stat the {what}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        raise ImageSourceError(f"{path}: not a regular file (the {what} is {kind})")
+    return fd
+
+
+def _io_error(path: str, exc: OSError) -> ImageSourceError:
+    return ImageSourceError(f"{path}: read error: {exc.strerror or exc}")
+
+
 @dataclass(frozen=True, slots=True)
 class Region:
     """``size`` bytes of ``path`` starting at ``offset``."""
@@ -86,16 +123,20 @@ class Region:
     def chunks(self, chunk: int = CHUNK) -> Iterator[bytes]:
         """Stream the region; a short file is an error (it was truncated or replaced)."""
         left = self.size
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
+        fd = open_regular(self.path, "blob")
+        try:
             while left > 0:
-                data = fh.read(min(chunk, left))
+                pos = self.offset + self.size - left
+                try:
+                    data = os.pread(fd, min(chunk, left), pos)
+                except OSError as exc:
+                    raise _io_error(self.path, exc) from None
                 if not data:
-                    raise ImageSourceError(
-                        f"{self.path}: unexpected end of data at offset {self.offset + self.size - left}"
-                    )
+                    raise ImageSourceError(f"{self.path}: unexpected end of data at offset {pos}")
                 left -= len(data)
                 yield data
+        finally:
+            os.close(fd)
 
     def read_all(self, limit: int, what: str) -> bytes:
         if self.size > limit:
@@ -103,9 +144,13 @@ class Region:
         return b"".join(self.chunks())
 
     def head(self, n: int) -> bytes:
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            return fh.read(min(n, self.size))
+        fd = open_regular(self.path, "blob")
+        try:
+            return os.pread(fd, min(n, self.size), self.offset)
+        except OSError as exc:
+            raise _io_error(self.path, exc) from None
+        finally:
+            os.close(fd)
 
 
 def check_digest_text(digest: object, what: str) -> str:
@@ -163,7 +208,8 @@ class RegionReader(io.RawIOBase):
     """A read-only file object over a Region (for gzip/zstd stream readers)."""
 
     def __init__(self, region: Region) -> None:
-        self._fh = open(region.path, "rb")  # noqa: SIM115 - closed in close()
+        self._fh = os.fdopen(open_regular(region.path, "blob"), "rb")
+        self.name = region.path
         self._fh.seek(region.offset)
         self._left = region.size
 
@@ -174,7 +220,10 @@ class RegionReader(io.RawIOBase):
         n = min(len(buf), self._left)
         if n <= 0:
             return 0
-        data = self._fh.read(n)
+        try:
+            data = self._fh.read(n)
+        except OSError as exc:
+            raise _io_error(self.name, exc) from None
         buf[: len(data)] = data
         self._left -= len(data)
         return len(data)

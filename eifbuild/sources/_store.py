@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-import tarfile
 from pathlib import Path
 
 from eifbuild.errors import ImageSourceError
-from eifbuild.sources._blobs import Limits, Region
+from eifbuild.sources._blobs import Limits, Region, open_regular
+from eifbuild.sources._tarhdr import CONT, LNK, REG, SYM, FileSource, TarHeader, read_headers
 
-_MAX_ARCHIVE_MEMBERS = 1_000_000
+# docker save of one image: ~4 members per layer plus a few documents; of many images more.
+_MAX_ARCHIVE_MEMBERS = 100_000
+_MAX_ARCHIVE_NAME_BYTES = 32 << 20  # names (and link targets) kept in the index
 
 
 class Store:
@@ -67,7 +69,14 @@ class DirStore(Store):
 
 
 class TarStore(Store):
-    """An uncompressed tar archive (docker save output, oci-archive), indexed once by name."""
+    """An uncompressed tar archive (docker save output, oci-archive), indexed once by name.
+
+    Only regular files and links are indexed (directories are implied). The archive must be a
+    regular file (a FIFO or a device would block or never end); its headers are read with the
+    bounded reader of :mod:`._tarhdr` (same caps as layers), at most
+    :data:`_MAX_ARCHIVE_MEMBERS` members whose indexed names add up to at most
+    :data:`_MAX_ARCHIVE_NAME_BYTES`.
+    """
 
     def __init__(self, path: Path, limits: Limits) -> None:
         self.label = str(path)
@@ -75,35 +84,44 @@ class TarStore(Store):
         self.limits = limits
         self.files: dict[str, tuple[int, int]] = {}
         self.links: dict[str, str] = {}
+        self._name_bytes = 0
+        fd = open_regular(path, "archive")
         try:
-            size = os.stat(path).st_size
-            with tarfile.open(path, "r:", encoding="utf-8", errors="surrogateescape") as tf:
-                for count, ti in enumerate(iter(tf.next, None)):
-                    tf.members = []  # type: ignore[attr-defined]
-                    if count > _MAX_ARCHIVE_MEMBERS:
-                        raise ImageSourceError(f"{path}: too many archive members")
-                    self._add(ti, size)
-        except FileNotFoundError:
-            raise ImageSourceError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ImageSourceError(f"{path}: is a directory, expected a tar archive") from None
-        except (tarfile.TarError, ValueError, UnicodeError) as exc:
-            raise ImageSourceError(f"{path}: not a readable tar archive ({exc})") from None
+            size = os.fstat(fd).st_size
 
-    def _add(self, ti: tarfile.TarInfo, size: int) -> None:
-        if ti.isdir():
+            def bad(msg: str) -> ImageSourceError:
+                return ImageSourceError(f"{path}: not a readable tar archive ({msg})")
+
+            for count, h in enumerate(read_headers(FileSource(fd, 0, size), bad), 1):
+                if count > _MAX_ARCHIVE_MEMBERS:
+                    raise ImageSourceError(
+                        f"{path}: more than {_MAX_ARCHIVE_MEMBERS} archive members"
+                    )
+                self._add(h)
+        except OSError as exc:
+            raise ImageSourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+
+    def _add(self, h: TarHeader) -> None:
+        if h.typeflag not in (REG, CONT, SYM, LNK):
             return
-        name = _clean(ti.name, self.label)
+        text = h.name.decode("utf-8", "surrogateescape")
+        name = _clean(text, self.label)
         if name in self.files or name in self.links:
             raise ImageSourceError(f"{self.label}: duplicate archive member {name}")
-        if ti.isreg():
-            if ti.offset_data + ti.size > size:
-                raise ImageSourceError(f"{self.label}: member {name} is truncated")
-            self.files[name] = (ti.offset_data, ti.size)
-        elif ti.issym():
-            self.links[name] = posixpath.join(posixpath.dirname(name), ti.linkname)
-        elif ti.islnk():
-            self.links[name] = ti.linkname
+        self._name_bytes += len(h.name) + len(h.linkname)
+        if self._name_bytes > _MAX_ARCHIVE_NAME_BYTES:
+            raise ImageSourceError(
+                f"{self.label}: archive member names exceed {_MAX_ARCHIVE_NAME_BYTES} bytes"
+            )
+        link = h.linkname.decode("utf-8", "surrogateescape")
+        if h.typeflag in (REG, CONT):
+            self.files[name] = (h.data_offset, h.size)
+        elif h.typeflag == SYM:
+            self.links[name] = posixpath.join(posixpath.dirname(name), link)
+        else:
+            self.links[name] = link
 
     def file(self, name: str) -> Region:
         rel = _clean(name, self.label)
