@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 
 from eifbuild.errors import ImageSourceError, UsageError
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
+from eifbuild.sources._blobs import DEFAULT_LIMITS, ZSTD_FLOOR_BYTES, Limits
 from eifbuild.sources.image import Image, Layer, normalize_arch, select_cmd_env
 
 __all__ = [
@@ -56,7 +56,8 @@ def parse_reference(ref: str) -> tuple[str, str, str | None]:
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--max-expanded-mib``, ``--max-entries``, ``--max-tree-mib`` (ceilings for hostile images),
+    """``--max-expanded-mib``, ``--max-entries``, ``--max-layers``, ``--max-zstd-ratio``,
+    ``--max-temp-mib``, ``--max-tree-mib`` (ceilings for hostile images),
     ``--gzip-checkpoint-mib``, ``--max-index-mib`` (gzip random access)."""
     d = DEFAULT_LIMITS
     g = parser.add_argument_group(
@@ -64,8 +65,10 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         "Layers are never extracted. Uncompressed layers are read in place; gzip layers through "
         "checkpoints of the decompressor state taken while the layer is first read (no temp "
         "copy; memory bounded by --max-index-mib); zstd layers are decompressed once into a temp "
-        "file (disk: their uncompressed size). A docker-daemon image is first saved to a temp "
-        "archive (`docker save`). Temp files go to $TMPDIR and are removed at exit.",
+        "file (disk: their uncompressed size, at most --max-zstd-ratio times the compressed "
+        f"size or {ZSTD_FLOOR_BYTES >> 20} MiB if more, and --max-temp-mib for all of them). "
+        "A docker-daemon image is first saved to a temp archive (`docker save`). Temp files go "
+        "to $TMPDIR and are removed at exit.",
     )
     g.add_argument(
         "--max-expanded-mib",
@@ -79,6 +82,27 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help=f"refuse images with more than N tar entries over all layers (default {d.max_entries})",
+    )
+    g.add_argument(
+        "--max-layers",
+        type=int,
+        metavar="N",
+        help="refuse images with more than N layers (Docker runs at most 125; "
+        f"default {d.max_layers})",
+    )
+    g.add_argument(
+        "--max-zstd-ratio",
+        type=int,
+        metavar="N",
+        help="a zstd layer may expand to N times its compressed size (at least "
+        f"{ZSTD_FLOOR_BYTES >> 20} MiB; default {d.max_zstd_ratio}, deflate's own maximum)",
+    )
+    g.add_argument(
+        "--max-temp-mib",
+        type=int,
+        metavar="MIB",
+        help="disk for the decompressed zstd layers of one image in $TMPDIR "
+        f"(default {d.max_temp_bytes >> 20})",
     )
     g.add_argument(
         "--max-tree-mib",
@@ -112,6 +136,9 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         ("max_tree_mib", "max_tree_bytes", 20),
         ("gzip_checkpoint_mib", "gzip_spacing_bytes", 20),
         ("max_index_mib", "max_index_bytes", 20),
+        ("max_layers", "max_layers", 0),
+        ("max_zstd_ratio", "max_zstd_ratio", 0),
+        ("max_temp_mib", "max_temp_bytes", 20),
     ):
         value = getattr(args, opt, None)
         if value is None:

@@ -25,6 +25,7 @@ gives no random access to layers); that archive is then read in place like any o
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -68,9 +69,28 @@ class Limits:
     # layer's spacing doubles). 16 MiB: ~400 checkpoints of ~40 KiB.
     gzip_spacing_bytes: int = 8 << 20
     max_index_bytes: int = 16 << 20
+    # Layers per image. Docker's layer store refuses chains deeper than 125 (moby
+    # layer/layer_store.go maxLayerDepth: 127 in some graph drivers minus 2 for the container's
+    # own layers), so no image Docker can run has more; each layer costs a descriptor and
+    # ~25 KiB while the image is open.
+    max_layers: int = 128
+    # zstd layers are decompressed to a temp file (python-zstandard cannot snapshot a
+    # decompressor): one layer may expand to at most max(ZSTD_FLOOR_BYTES, ratio x its
+    # compressed size) (1032 is deflate's own worst case, so any layer gzip could carry passes),
+    # and all temp files of an image add up to at most max_temp_bytes.
+    max_zstd_ratio: int = 1032
+    max_temp_bytes: int = 16 << 30
 
 
 DEFAULT_LIMITS = Limits()
+# A zstd layer may always expand to this much, whatever its compressed size (tiny layers of
+# empty files compress far beyond any ratio).
+ZSTD_FLOOR_BYTES = 64 << 20
+
+
+def zstd_ceiling(compressed: int, limits: Limits) -> int:
+    """Most uncompressed bytes a zstd layer of ``compressed`` bytes may expand to."""
+    return min(limits.max_layer_bytes, max(ZSTD_FLOOR_BYTES, compressed * limits.max_zstd_ratio))
 
 
 _KINDS = (
@@ -266,6 +286,7 @@ def materialize_layer(
     what: str,
     tmpdir: str,
     limits: Limits,
+    temp_left: int | None = None,
 ) -> Region:
     """Verify a layer blob and return a Region of its UNCOMPRESSED tar.
 
@@ -289,6 +310,18 @@ def materialize_layer(
         verify_region(region, blob_digest, what)
     h = hashlib.sha256()
     total = 0
+    ceiling, why = limits.max_layer_bytes, "layer limit (--max-expanded-mib)"
+    if kind == "zstd":
+        ratio_cap = zstd_ceiling(region.size, limits)
+        if ratio_cap < ceiling:
+            ceiling = ratio_cap
+            why = (
+                f"limit for a {region.size}-byte zstd layer (--max-zstd-ratio"
+                f" {limits.max_zstd_ratio}, at least {ZSTD_FLOOR_BYTES >> 20} MiB)"
+            )
+        if temp_left is not None and temp_left < ceiling:
+            ceiling = max(0, temp_left)
+            why = f"temp space left of --max-temp-mib {limits.max_temp_bytes >> 20}"
     name = (diff_id or blob_digest or what).replace(":", "-").replace("/", "_")[-80:]
     path = os.path.join(tmpdir, f"layer-{name}.tar")
     try:
@@ -296,17 +329,19 @@ def materialize_layer(
             for chunk in decompressed(region, kind):
                 bar.update(len(chunk))
                 total += len(chunk)
-                if total > limits.max_layer_bytes:
+                if total > ceiling:
                     raise ImageSourceError(
-                        f"{what}: expands beyond the {limits.max_layer_bytes}-byte layer limit"
-                        " (--max-expanded-mib)"
-                        " (decompression bomb?)"
+                        f"{what}: expands beyond the {ceiling}-byte {why} (decompression bomb?)"
                     )
                 h.update(chunk)
                 out.write(chunk)
     except (gzip.BadGzipFile, zlib.error, zstandard.ZstdError, EOFError) as exc:
         os.unlink(path)
         raise ImageSourceError(f"{what}: corrupt {kind} data ({exc})") from None
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise ImageSourceError(f"{what}: cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         os.unlink(path)
         raise

@@ -135,12 +135,33 @@ class Checkpoint:
     state: Any  # a zlib Decompress object; only ever copied
 
 
+# Gzip layers of one image that keep their blob open at once; beyond it the least recently
+# used one closes its descriptor and reopens it (checking its identity) on its next read.
+MAX_OPEN = 64
+
+
 @dataclass
 class IndexBudget:
-    """Checkpoint memory shared by the gzip layers of one image."""
+    """Checkpoint memory and open descriptors shared by the gzip layers of one image."""
 
     limit: int
     used: int = 0
+    open: dict[int, GzipIndex] = field(default_factory=dict)  # id -> index, oldest use first
+
+    def touch(self, index: GzipIndex) -> None:
+        """``index`` has its blob open and was just used; close the least recently used
+        descriptors beyond :data:`MAX_OPEN`."""
+        self.open.pop(id(index), None)
+        self.open[id(index)] = index
+        if len(self.open) > MAX_OPEN:
+            for other in list(self.open.values()):
+                if len(self.open) <= MAX_OPEN:
+                    break
+                if other is not index and not other.pins:
+                    other.release()  # a pinned one is mid-read through its descriptor
+
+    def forget(self, index: GzipIndex) -> None:
+        self.open.pop(id(index), None)
 
 
 def identity(st: os.stat_result) -> tuple[int, ...]:
@@ -163,6 +184,8 @@ class GzipIndex:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     _outs: list[int] = field(default_factory=list)
     _fd: int = -1
+    _closed: bool = False
+    pins: int = 0  # reads in progress through _fd (generators may be suspended)
     _ident: tuple[int, ...] = ()
     _idle: Inflater | None = None
     _window: bytearray | None = None  # unsorted layers: the latest output, ending at _win_end
@@ -170,31 +193,57 @@ class GzipIndex:
     restarts: int = 0  # reads that resumed from a checkpoint (statistics for tests/benchmarks)
 
     def __post_init__(self) -> None:
+        self._open()
+        self.budget.used += READER_BYTES
+
+    def _open(self) -> None:
+        """Open the blob (non-blocking: a FIFO must not hang us) and check it is the regular
+        file it was (its identity, once known)."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(self.path, flags)
         except OSError as exc:
             raise ImageSourceError(
                 f"{self.what}: cannot open {self.path}: {exc.strerror}"
             ) from None
-        st = os.fstat(self._fd)
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size < self.base + self.blob_size:
-            self.close()
+            os.close(fd)
             raise ImageSourceError(f"{self.what}: {self.path} is not the expected regular file")
+        if self._ident and identity(st) != self._ident:
+            os.close(fd)
+            raise ImageSourceError(
+                f"{self.what}: blob {self.path} changed on disk after it was verified"
+            )
         self._ident = identity(st)
-        self.budget.used += READER_BYTES
+        self._fd = fd
+        self.budget.touch(self)
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Close the descriptor but keep the checkpoints: the next read reopens the blob."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            self.budget.used -= READER_BYTES + SNAPSHOT_BYTES * len(self.checkpoints)
-            if self._window is not None:
-                self.budget.used -= WINDOW_BYTES
-            self.checkpoints, self._outs, self._idle, self._window = [], [], None, None
+            self._idle = None  # its reads went through the closed descriptor
+            self.budget.forget(self)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.release()
+        self.budget.used -= READER_BYTES + SNAPSHOT_BYTES * len(self.checkpoints)
+        if self._window is not None:
+            self.budget.used -= WINDOW_BYTES
+        self.checkpoints, self._outs, self._idle, self._window = [], [], None, None
 
     def check_unchanged(self) -> None:
-        if self._fd < 0:
+        if self._closed:
             raise ImageSourceError(f"{self.what}: read after the image was closed")
+        if self._fd < 0:
+            self._open()  # released to stay under MAX_OPEN; checks the identity
+            return
+        self.budget.touch(self)
         if identity(os.fstat(self._fd)) != self._ident:
             raise ImageSourceError(
                 f"{self.what}: blob {self.path} changed on disk after it was verified"
@@ -243,6 +292,13 @@ class GzipIndex:
         self.checkpoints, self._outs = [], []
         inf = Inflater(self._fd, self.base, self.blob_size)
         self._add(inf.snapshot())
+        self.pins += 1
+        try:
+            yield from self._build(inf, on_size)
+        finally:
+            self.pins -= 1
+
+    def _build(self, inf: Inflater, on_size: Callable[[int], None] | None) -> Iterator[bytes]:
         with progress(desc="read gzip layer") as bar:
             while True:
                 # Snapshots need all input read so far consumed: with dense checkpoints, read
@@ -327,6 +383,7 @@ class GzipIndex:
             return
         inf = self._reader(offset)
         reuse = False
+        self.pins += 1
         try:
             while inf.out < offset:
                 data = self._inflate(inf, min(CHUNK, offset - inf.out))
@@ -345,5 +402,6 @@ class GzipIndex:
             reuse = True  # abandoned by the consumer: the reader's position is still exact
             raise
         finally:
+            self.pins -= 1
             if reuse and self._fd >= 0:
                 self._idle = inf

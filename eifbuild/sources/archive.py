@@ -15,7 +15,14 @@ from typing import Any
 from eifbuild.errors import ImageSourceError
 from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, load_json, sha256_region
 from eifbuild.sources._store import TarStore
-from eifbuild.sources.image import Image, Layer, check_arch, diff_ids, parse_config
+from eifbuild.sources.image import (
+    Image,
+    Layer,
+    check_arch,
+    check_layer_count,
+    diff_ids,
+    parse_config,
+)
 
 _BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 _LEGACY_CFG_RE = re.compile(r"^([0-9a-f]{64})\.json$")
@@ -78,6 +85,7 @@ def open_docker_archive(
     layers = entry.get("Layers")
     if not isinstance(cfg_name, str) or not isinstance(layers, list):
         raise ImageSourceError(f"{what}: manifest.json entry lacks Config or Layers")
+    check_layer_count(len(layers), limits, what)
     cfg_region = store.file(cfg_name)
     cfg_digest = sha256_region(cfg_region)
     expected = _expected_digest(cfg_name)

@@ -125,7 +125,10 @@ class Layer:
             what=self.what,
             tmpdir=self.image.tmpdir() if kind == "zstd" else "",
             limits=self.image.limits,
+            temp_left=self.image.limits.max_temp_bytes - self.image.temp_bytes,
         )
+        if tar.path != self.blob.path:
+            self.image.temp_bytes += tar.size
         self.image.add_expanded(tar.size, self.label)
         ident = before if tar.path == self.blob.path else identity(os.stat(tar.path))
         self._content = RegionContent(tar, self.what, ident)
@@ -187,6 +190,7 @@ class Image:
     limits: Limits = DEFAULT_LIMITS
     _tmp: str | None = field(default=None, repr=False)
     _expanded: int = field(default=0, repr=False)
+    temp_bytes: int = field(default=0, repr=False)  # decompressed zstd layers in tmpdir()
     _indexes: list[GzipIndex] = field(default_factory=list, repr=False)
     _budget: IndexBudget | None = field(default=None, repr=False)
 
@@ -291,6 +295,15 @@ def diff_ids(doc: dict[str, Any], what: str) -> list[str]:
     from eifbuild.sources._blobs import check_digest_text
 
     return [check_digest_text(x, f"{what}: diff_id") for x in ids]
+
+
+def check_layer_count(count: int, limits: Limits, what: str) -> None:
+    """Refuse more layers than ``limits.max_layers`` before any layer is opened."""
+    if count > limits.max_layers:
+        raise ImageSourceError(
+            f"{what}: {count} layers, more than the limit of {limits.max_layers} (--max-layers;"
+            " Docker itself runs at most 125)"
+        )
 
 
 def check_arch(config: ImageConfig, arch: str | None, what: str) -> None:

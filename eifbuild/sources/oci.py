@@ -9,7 +9,15 @@ from typing import Any
 from eifbuild.errors import ImageSourceError
 from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region, check_digest_text, load_json
 from eifbuild.sources._store import DirStore, Store, TarStore
-from eifbuild.sources.image import Image, Layer, check_arch, diff_ids, normalize_arch, parse_config
+from eifbuild.sources.image import (
+    Image,
+    Layer,
+    check_arch,
+    check_layer_count,
+    diff_ids,
+    normalize_arch,
+    parse_config,
+)
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 INDEX_TYPES = {
@@ -132,6 +140,7 @@ def resolve_manifest(
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
             raise ImageSourceError(f"{what}: manifest {digest} has no layers list")
+        check_layer_count(len(doc["layers"]), limits, f"{what}: manifest {digest}")
         return digest, doc
     raise ImageSourceError(f"{what}: image indexes nested too deeply")
 
