@@ -65,3 +65,7 @@ class SigningError(EifbuildError):
 
 class VerificationError(EifbuildError):
     """A signature, CRC, or measurement check failed."""
+
+
+class RegistryError(EifbuildError):
+    """A registry request failed (auth, not found, digest mismatch, too large, unreachable)."""

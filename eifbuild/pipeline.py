@@ -30,6 +30,7 @@ from eifbuild.eif.writer import EifResult, Signer, write_eif
 from eifbuild.errors import ImageSourceError
 from eifbuild.model import Entry, ImageConfig
 from eifbuild.ramdisk import DECISIONS, bootstrap_stream, customer_stream, list_file
+from eifbuild.registry.options import RegistryOptions
 from eifbuild.sources._blobs import Limits
 from eifbuild.sources.image import Image
 
@@ -67,6 +68,7 @@ class BuildRequest:
     signer: Signer | None = None
     limits: Limits | None = None  # ceilings for hostile images (default: DEFAULT_LIMITS)
     entrypoint_mode: str = "nitro"  # nitro: Cmd else Entrypoint; docker: Entrypoint + Cmd
+    registry: RegistryOptions | None = None  # docker:// references: TLS, credentials, cache
 
 
 @dataclass
@@ -86,6 +88,10 @@ def image_name(ref: str) -> str:
     from eifbuild.sources import parse_reference
 
     transport, location, inner = parse_reference(ref)
+    if transport == "docker":  # docker://REG/REPO[:TAG][@DIGEST] -> REG/REPO
+        from eifbuild.registry import parse_docker_reference
+
+        return parse_docker_reference(ref).name
     name = location if transport == "docker-daemon" else inner or Path(location.rstrip("/")).name
     return name.split(":", 1)[0]
 
@@ -149,6 +155,7 @@ def _open(req: BuildRequest) -> Image:
         arch=req.arch,
         docker_dir=Path(req.docker_dir) if req.docker_dir else None,
         limits=req.limits,
+        registry=req.registry,
     )
 
 

@@ -43,6 +43,9 @@ COMMANDS: dict[str, str] = {
     "boot-test": "boot_test",
     "diff": "diff",
     "policy": "policy",
+    "push": "push",
+    "pull": "pull",
+    "cache": "cache",
 }
 
 EPILOG = """exit codes:

@@ -8,6 +8,7 @@ from pathlib import Path
 from eifbuild._epoch import source_date_epoch
 from eifbuild._progress import set_quiet
 from eifbuild.cli._common import add_eif_output, info, print_json
+from eifbuild.cli._registry import add_registry_arguments, registry_options
 from eifbuild.errors import UsageError
 from eifbuild.sources import add_limit_arguments, limits_from_args, normalize_arch
 
@@ -15,7 +16,9 @@ HELP = "build an EIF from a container image (PCRs identical to nitro-cli build-e
 DESCRIPTION = """Build an EIF v4 from a container image without Docker or linuxkit.
 
 IMAGE is a reference with a transport: docker-daemon:NAME[:TAG], docker-archive:FILE.tar[:REF],
-oci:DIR[:REF], oci-archive:FILE[:REF] (a bare NAME means docker-daemon:NAME).
+oci:DIR[:REF], oci-archive:FILE[:REF] (a bare NAME means docker-daemon:NAME), or
+docker://REGISTRY/REPO[:TAG][@sha256:…] (a registry, no daemon; the tag is resolved once and
+--json names the resolved digest).
 
 Kernel, cmdline, init and nsm.ko come from a nitro-cli style blobs directory: --blobs DIR, else
 $NITRO_CLI_BLOBS, else eifbuild's own kernel and init. The kernel file is chosen by the image's
@@ -72,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a full build record as JSON")
     add_limit_arguments(p)
+    add_registry_arguments(p)
     try:
         from eifbuild.cli._signing import add_signing_arguments
     except ImportError:  # pragma: no cover - signing stage absent
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         signer=make_signer(args),
         limits=limits_from_args(args),
         entrypoint_mode=args.entrypoint_mode,
+        registry=registry_options(args),
     )
     report = build(req)
     for w in report.warnings:

@@ -7,6 +7,7 @@ from typing import Any
 
 from eifbuild._progress import progress
 from eifbuild.cli._common import info, print_json
+from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.eif.metadata import BUILD_KEYS
 from eifbuild.eif.reader import EifReader, ScanResult
 
@@ -20,10 +21,11 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("eif", metavar="EIF", help="EIF file to describe")
+    p.add_argument("eif", metavar="EIF", help="EIF file (or docker://… EIF artifact) to describe")
     p.add_argument(
         "--sections", action="store_true", help="add the section table (index, type, offset, size)"
     )
+    add_registry_arguments(p)
 
 
 def _sorted_json(value: Any) -> Any:
@@ -102,7 +104,7 @@ def describe(reader: EifReader, with_sections: bool = False) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    with EifReader(args.eif) as reader:
+    with local_eif(args.eif, args) as path, EifReader(path) as reader:
         for warning in reader.warnings:
             info(f"warning: {warning}")
         doc = describe(reader, args.sections)

@@ -8,6 +8,7 @@ import sys
 
 from eifbuild._progress import progress
 from eifbuild.cli._common import info, output_path, write_output
+from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.policy import (
     ATTESTED_ACTIONS,
     check_account_id,
@@ -66,7 +67,10 @@ Add --debug before the command to see tracebacks."""
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG  # replaces the generic one with policy's examples and exit codes
-    p.add_argument("input", metavar="INPUT", help="EIF file, or measurements JSON")
+    p.add_argument(
+        "input", metavar="INPUT", help="EIF file, docker://… EIF artifact, or measurements JSON"
+    )
+    add_registry_arguments(p)
     p.add_argument(
         "--account-id", required=True, metavar="ID", help="12-digit AWS account that owns the key"
     )
@@ -105,11 +109,12 @@ def run(args: argparse.Namespace) -> int:
     role = check_role_arn(args.role_arn)
     requested = parse_pcr_list(args.pcr) if args.pcr is not None else None
     actions = parse_actions(args.actions)
-    size = os.stat(args.input).st_size if os.path.isfile(args.input) else None
-    with progress(total=size, desc="Measuring") as bar:
-        available = load_measurements(
-            args.input, progress=bar.update, warn=lambda w: info(f"warning: {w}")
-        )
+    with local_eif(args.input, args) as source:
+        size = os.stat(source).st_size if os.path.isfile(source) else None
+        with progress(total=size, desc="Measuring") as bar:
+            available = load_measurements(
+                source, progress=bar.update, warn=lambda w: info(f"warning: {w}")
+            )
     pcrs = select_pcrs(available, requested, args.input)
     for w in pcr_warnings(list(pcrs)):
         info(f"warning: {w}")

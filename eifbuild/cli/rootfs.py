@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild._progress import progress
+from eifbuild.cli._registry import add_registry_arguments, registry_options
 from eifbuild.dockerexport import docker_export_entries
 from eifbuild.model import Entry, EntryType
 from eifbuild.rootfs import flatten
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-hash", action="store_true", help="do not read contents for sha256")
     add_limit_arguments(parser)
+    add_registry_arguments(parser)
 
 
 def _text(raw: bytes, key: str, out: dict[str, Any]) -> None:
@@ -96,7 +98,13 @@ def run(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     limits = limits_from_args(args)
     out = sys.stdout
-    with open_image(args.image, arch=args.arch, docker_dir=args.docker_dir, limits=limits) as image:
+    with open_image(
+        args.image,
+        arch=args.arch,
+        docker_dir=args.docker_dir,
+        limits=limits,
+        registry=registry_options(args),
+    ) as image:
         make = docker_export_entries if args.export else flatten
         # order="path" streams the entries already sorted: memory stays bounded by the tree.
         entries = make(image, warn=warnings.append, order="path")

@@ -7,6 +7,7 @@ import sys
 
 from eifbuild._progress import progress, set_quiet
 from eifbuild.cli._common import print_json
+from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.errors import VerificationError
 
 HELP = "verify an EIF: structure, CRC, signature over the recomputed PCR0, certificate, PCRs"
@@ -22,7 +23,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("eif", metavar="EIF", help="EIF file to verify")
+    p.add_argument("eif", metavar="EIF", help="EIF file (or docker://… EIF artifact) to verify")
     p.add_argument(
         "--certificate", metavar="CERT.pem", help="require a signature by this certificate"
     )
@@ -41,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="do not fail on the certificate's validity window",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_registry_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
         index, value = parse_pcr_arg(item)
         expect[index] = value
     pinned = read_small_file(args.certificate, "certificate") if args.certificate else None
-    with progress(desc="Verifying") as bar:
+    with local_eif(args.eif, args) as path, progress(desc="Verifying") as bar:
         report = verify_eif(
-            args.eif,
+            path,
             certificate=pinned,
             expect=expect,
             require_signature=args.require_signature,

@@ -5,6 +5,7 @@
 ``docker-archive:PATH[:REF]``  ``docker save`` output (legacy and OCI-based layouts)
 ``oci:DIR[:REF]``              an OCI image layout directory (REF: ref.name annotation)
 ``oci-archive:TAR[:REF]``      a tar of an OCI image layout
+``docker://REG/REPO[:T][@D]``  a registry (OCI distribution API; blobs cached by digest)
 =============================  ==============================================================
 
 Images are never extracted: blobs are read in place and verified against their digests.
@@ -18,6 +19,7 @@ import dataclasses
 from pathlib import Path
 
 from eifbuild.errors import ImageSourceError, UsageError
+from eifbuild.registry.options import RegistryOptions
 from eifbuild.sources._blobs import DEFAULT_LIMITS, ZSTD_FLOOR_BYTES, Limits
 from eifbuild.sources.image import Image, Layer, normalize_arch, select_cmd_env
 
@@ -34,19 +36,21 @@ __all__ = [
     "select_cmd_env",
 ]
 
-TRANSPORTS = ("docker-daemon", "docker-archive", "oci", "oci-archive")
+TRANSPORTS = ("docker-daemon", "docker-archive", "oci", "oci-archive", "docker")
 
 
 def parse_reference(ref: str) -> tuple[str, str, str | None]:
     """(transport, location, inner ref). A REF without a known transport means the daemon."""
     transport, sep, rest = ref.partition(":")
+    if transport == "docker" and not rest.startswith("//"):
+        transport = ""  # docker:TAG is the daemon image named "docker"; docker:// a registry
     if not sep or transport not in TRANSPORTS:
         if not ref:
             raise UsageError("empty image reference")
         return "docker-daemon", ref, None
     if not rest:
         raise UsageError(f"{ref}: missing location after '{transport}:'")
-    if transport == "docker-daemon":
+    if transport in ("docker-daemon", "docker"):
         return transport, rest, None
     # PATH[:REF]: an existing path wins (paths may contain ':'), else split at the first ':'.
     if Path(rest).exists() or ":" not in rest:
@@ -157,8 +161,12 @@ def open_image(
     arch: str | None = None,
     docker_dir: Path | None = None,
     limits: Limits | None = None,
+    registry: RegistryOptions | None = None,
 ) -> Image:
-    """Open ``ref``; with ``arch``, pick that platform from an index and insist on it."""
+    """Open ``ref``; with ``arch``, pick that platform from an index and insist on it.
+
+    ``registry`` configures ``docker://`` references (TLS, credentials, cache, retries).
+    """
     lim = limits or DEFAULT_LIMITS
     if arch is not None and normalize_arch(arch) not in ("amd64", "arm64"):
         raise UsageError(f"--arch {arch}: expected amd64 (x86_64) or arm64 (aarch64)")
@@ -169,6 +177,10 @@ def open_image(
         from eifbuild.sources.daemon import open_daemon
 
         return open_daemon(ref, location, arch, docker_dir, lim)
+    if transport == "docker":
+        from eifbuild.sources.remote import open_remote
+
+        return open_remote(ref, arch, lim, registry or RegistryOptions())
     path = Path(location)
     if not path.exists():
         raise ImageSourceError(f"{ref}: {location} does not exist")

@@ -6,7 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -193,6 +193,11 @@ class Image:
     temp_bytes: int = field(default=0, repr=False)  # decompressed zstd layers in tmpdir()
     _indexes: list[GzipIndex] = field(default_factory=list, repr=False)
     _budget: IndexBudget | None = field(default=None, repr=False)
+    _cleanups: list[Callable[[], object]] = field(default_factory=list, repr=False)
+
+    def add_cleanup(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once at :meth:`close` (a transport's temp files, locks)."""
+        self._cleanups.append(fn)
 
     def tmpdir(self) -> str:
         if self._tmp is None:
@@ -234,6 +239,8 @@ class Image:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        while self._cleanups:
+            self._cleanups.pop()()
 
     def __enter__(self) -> Image:
         return self
