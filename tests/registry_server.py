@@ -153,6 +153,7 @@ class TokenServer:
         self.service = service
         self.issuer = "eifbuild-test-issuer"
         self.requests: list[dict[str, Any]] = []
+        self.refresh_tokens: dict[str, str] = {}  # identity token -> user
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token signer")])
@@ -179,6 +180,9 @@ class TokenServer:
 
             def do_GET(self) -> None:
                 server.handle(self)
+
+            def do_POST(self) -> None:  # the OAuth2 refresh-token grant
+                server.handle_post(self)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -209,6 +213,31 @@ class TokenServer:
             allowed = actions.split(",") if user else []  # anonymous: no access at all
             access.append({"type": kind, "name": name, "actions": allowed})
         body = json.dumps({"token": self.token(user or "", access), "expires_in": 300}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def handle_post(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        """``grant_type=refresh_token``: an identity token (``refresh_tokens``) names a user."""
+        import urllib.parse
+
+        length = int(h.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(h.rfile.read(length).decode())
+        user = self.refresh_tokens.get(form.get("refresh_token", [""])[0])
+        if form.get("grant_type") != ["refresh_token"] or user is None:
+            h.send_response(401)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        scopes = form.get("scope", [])
+        self.requests.append({"user": user, "scope": scopes, "grant": "refresh_token"})
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        body = json.dumps({"access_token": self.token(user, access)}).encode()
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))

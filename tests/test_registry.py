@@ -468,7 +468,8 @@ def test_push_pull_roundtrip(
          "arn:aws:iam::111122223333:role/parent", *common],
         capsys,
     )  # fmt: skip
-    assert rc == 0, err and pcrs["PCR0"] in out
+    assert rc == 0, err
+    assert pcrs["PCR0"] in out
     # an image is not an EIF artifact
     rc, _, err = run(["pull", world["ref"], "-o", str(tmp_path / "x.eif"), *common], capsys)
     assert rc == 1 and "not an EIF artifact" in err and not (tmp_path / "x.eif").exists()
@@ -624,7 +625,8 @@ def test_basic_auth_over_tls(
     rc, rec2, err = build(
         world, ref, tmp_path / "b.eif", capsys, *certs, "--authfile", str(authfile)
     )
-    assert rc == 0, err and rec2["Measurements"] == rec["Measurements"]
+    assert rc == 0, err
+    assert rec2["Measurements"] == rec["Measurements"]
     # $REGISTRY_AUTH_FILE with credHelpers: a docker-credential-NAME helper on PATH
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -647,7 +649,8 @@ def test_basic_auth_over_tls(
     # push and pull with credentials, too
     target = f"docker://{reg.host}/enclaves/app:v1"
     rc, out, err = run(["push", str(tmp_path / "a.eif"), target, *certs, "--json"], capsys)
-    assert rc == 0, err and SECRET not in out
+    assert rc == 0, err
+    assert SECRET not in out
     rc, out, err = run(["pull", target, "-o", str(tmp_path / "p.eif"), *certs], capsys)
     assert rc == 0, err
     assert (tmp_path / "p.eif").read_bytes() == (tmp_path / "a.eif").read_bytes()
@@ -684,6 +687,71 @@ def test_token_auth(
                             f"{USER}:{SECRET}"], capsys)  # fmt: skip
         assert rc == 0, err
         assert tokens.requests[-1]["scope"] == ["repository:enclaves/app:pull,push"]
+        # an identity token (auths[HOST].identitytoken, or a helper's "<token>" user) is an
+        # OAuth2 refresh token: POSTed to the realm, never sent as a password
+        refresh = "identity-" + SECRET
+        tokens.refresh_tokens[refresh] = USER
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {reg.host: {"identitytoken": refresh}}}))
+        rc, rec2, err = build(world, ref, tmp_path / "b.eif", capsys, *common,
+                              "--authfile", str(authfile))  # fmt: skip
+        assert rc == 0, err
+        assert rec2["Measurements"] == rec["Measurements"]
+        assert tokens.requests[-1]["grant"] == "refresh_token"
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        _helper(bindir, "tok", "<token>", refresh, tmp_path / "helper.log")
+        monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        authfile.write_text(json.dumps({"credHelpers": {reg.host: "tok"}}))
+        tokens.requests.clear()
+        rc, _, err = build(world, ref, tmp_path / "c.eif", capsys, *common, "--authfile",
+                           str(authfile))  # fmt: skip
+        assert rc == 0, err
+        assert [r.get("grant") for r in tokens.requests] == ["refresh_token"]
+        assert refresh not in err
     finally:
         reg.stop()
         tokens.stop()
+
+
+def test_signed_eif_carries_certificate_and_pcr8(
+    world: dict[str, Any], eif: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.certs import self_signed
+    from tests.test_build import extend
+
+    cert_pem, key = self_signed()
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    signed = tmp_path / "signed.eif"
+    rc, _, err = run(["sign", str(eif), "--signing-certificate", str(tmp_path / "cert.pem"),
+                      "--private-key", str(tmp_path / "key.pem"), "-o", str(signed)], capsys)  # fmt: skip
+    assert rc == 0, err
+    reg = world["reg"]
+    target = f"docker://{reg.host}/enclaves/signed:v1"
+    rc, out, err = run(["push", str(signed), target, "--tls-verify=false"], capsys)
+    assert rc == 0, err
+    manifest = json.loads(_raw_manifest(reg, "enclaves/signed", "v1")[0])
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    assert manifest["annotations"]["dev.eifbuild.pcr8"] == extend(der)
+    [cert_layer] = [
+        d for d in manifest["layers"]
+        if d["mediaType"] == "application/vnd.eifbuild.signing-certificate.v1+pem"
+    ]  # fmt: skip
+    status, blob, _ = reg.get(f"/v2/enclaves/signed/blobs/{cert_layer['digest']}")
+    assert status == 200
+    assert x509.load_pem_x509_certificate(blob).public_bytes(serialization.Encoding.DER) == der
+    rc, out, err = run(["pull", target, "-o", str(tmp_path / "p.eif"), "--tls-verify=false",
+                        "--cache-dir", str(tmp_path / "c")], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert json.loads(out)["Measurements"]["PCR8"] == extend(der)
+    assert (tmp_path / "p.eif").read_bytes() == signed.read_bytes()

@@ -130,12 +130,9 @@ def fetch_blob(
         if progress is not None:
             progress(size)
         return hit
-    with cache.writer(digest) as fh:
-        client.fetch_blob(digest, size, fh, what, progress)
-    got = cache.get(digest, size)
-    if got is None:  # pragma: no cover - removed between write and read by a corrupting hand
-        raise RegistryError(f"{what}: blob {digest} vanished from the cache")
-    return got
+    with cache.writer(digest, verified=True) as fh:
+        client.fetch_blob(digest, size, fh, what, progress)  # size + sha256 checked while streaming
+    return cache.path(digest)
 
 
 @dataclass(frozen=True)
