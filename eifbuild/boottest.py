@@ -25,13 +25,13 @@ import selectors
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from eifbuild._atomic import make_temp_dir
 from eifbuild.eif.format import SectionType
 from eifbuild.eif.reader import EifReader
 from eifbuild.elfcheck import check_kernel
@@ -314,7 +314,7 @@ class _TempDir:
 
 
 def _tempdir() -> _TempDir:
-    return _TempDir(Path(tempfile.mkdtemp(prefix="eifbuild-boot-")))
+    return _TempDir(Path(make_temp_dir("boot")))
 
 
 def boot_test(eif: str | os.PathLike[str], options: BootOptions | None = None) -> BootResult:

@@ -42,6 +42,7 @@ from eifbuild.model import Entry, EntryType
 from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
 from eifbuild.sources._tar import Member
 from eifbuild.sources.image import Image, LayerContent
+from eifbuild.textescape import safe_name
 
 # Every time Docker would take from the wall clock (init-layer entries, directories it touches,
 # implied parents, a created WorkingDir) becomes this ONE constant. It is linuxkit's fixed mtime,
@@ -427,7 +428,8 @@ def walk(tree: Tree, warn: Warn | None = None, *, order: str = "export") -> Iter
         )
     if xattr_count and warn is not None:
         warn(
-            f"dropped extended attributes ({', '.join(sorted(xattr_names))}) of {xattr_count}"
+            f"dropped extended attributes ({', '.join(sorted(map(safe_name, xattr_names)))}) of "
+            f"{xattr_count}"
             " entries: newc ramdisks cannot carry them (file capabilities are lost)"
         )
 

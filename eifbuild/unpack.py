@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from eifbuild._atomic import TMP_MARK
 from eifbuild.cpio import (
     S_IFBLK,
     S_IFCHR,
@@ -207,23 +209,72 @@ def unpack_archive(
     return up.result
 
 
-def unpack_extracted(
-    outdir: Path, records: list[dict[str, Any]], *, devices: bool = False, force: bool = False
-) -> None:
-    """For ``extract --unpack``: unpack each extracted ``ramdisk-N`` into ``ramdisk-N.d/``.
+def _rmtree(path: Path) -> None:
+    """Remove a (possibly partial) unpacked tree, whatever modes the archive gave it."""
 
-    ``records`` are extract's per-file records; ramdisk records gain ``Unpacked``,
-    ``Members`` and ``SkippedDevices``. An existing ``ramdisk-N.d`` needs ``force``.
-    """
-    for rec in records:
-        if not str(rec.get("File", "")).startswith("ramdisk-"):
-            continue
-        src = outdir / str(rec["File"])
-        dest = outdir / f"{rec['File']}.d"
+    def retry(func: Any, name: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            if os.path.isdir(name) and not os.path.islink(name):
+                os.chmod(name, 0o700)
+            func(name)
+
+    shutil.rmtree(path, onerror=retry)
+
+
+@dataclass
+class StagedUnpack:
+    """Ramdisks unpacked into hidden ``.ramdisk-N.d.eifbuild-tmp-PID`` directories next to
+    their final ``ramdisk-N.d``: :meth:`commit` renames them into place, :meth:`discard`
+    removes them, so a failed ``extract --unpack`` leaves no partial tree."""
+
+    staged: list[tuple[Path, Path]] = field(default_factory=list)  # (staging, final)
+
+    def commit(self) -> None:
+        for tmp, dest in self.staged:
+            if dest.is_dir() and not dest.is_symlink():
+                _rmtree(dest)  # --force: the old tree goes only once the new one is complete
+            os.replace(tmp, dest)
+        self.staged = []
+
+    def discard(self) -> None:
+        for tmp, _ in self.staged:
+            _rmtree(tmp)
+        self.staged = []
+
+
+def stage_unpack(
+    outdir: Path,
+    ramdisks: Sequence[tuple[str, Callable[[], contextlib.AbstractContextManager[BinaryIO]]]],
+    *,
+    devices: bool = False,
+    force: bool = False,
+    label: str = "",
+) -> tuple[StagedUnpack, dict[str, UnpackResult]]:
+    """For ``extract --unpack``: unpack each ramdisk (file name, opener of its bytes) into a
+    staging directory. Any error discards every staged tree and names the ramdisk."""
+    for name, _ in ramdisks:
+        dest = outdir / f"{name}.d"
         if (dest.exists() or dest.is_symlink()) and not force:
             raise RamdiskError(f"{dest}: already exists (use --force to unpack over it)")
         if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
             raise RamdiskError(f"{dest}: exists and is not a directory")
-        with open(src, "rb") as fh:
-            res = unpack_archive(fh, dest, devices=devices)
-        rec.update({"Unpacked": dest.name, "Members": res.members, "SkippedDevices": res.skipped})
+    staged = StagedUnpack()
+    results: dict[str, UnpackResult] = {}
+    try:
+        for name, opener in ramdisks:
+            dest = outdir / f"{name}.d"
+            tmp = outdir / f".{name}.d{TMP_MARK}{os.getpid()}"
+            if tmp.is_dir() and not tmp.is_symlink():
+                _rmtree(tmp)
+            staged.staged.append((tmp, dest))
+            try:
+                with opener() as fh:
+                    results[name] = unpack_archive(fh, tmp, devices=devices)
+            except RamdiskError as exc:
+                where = f"{label}: " if label else ""
+                raise RamdiskError(f"{where}{name}: cannot unpack ({exc.message})") from None
+    except BaseException:
+        staged.discard()
+        raise
+    return staged, results

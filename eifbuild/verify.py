@@ -20,6 +20,7 @@ from cryptography import x509
 from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, EifFormatError, UsageError, VerificationError
 from eifbuild.measure import certificate_der
+from eifbuild.textescape import safe_name
 
 MAX_EXPECT_SIZE = 1 << 20
 _HEX = re.compile(r"[0-9a-fA-F]{96}")
@@ -96,6 +97,8 @@ def load_expectations(path: str | os.PathLike[str]) -> dict[int, str]:
     raw = read_small_file(p, "--expect", MAX_EXPECT_SIZE, UsageError)
     try:
         obj = json.loads(raw)
+    except RecursionError:
+        raise UsageError(f"--expect {p}: not JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"--expect {p}: not JSON ({exc})") from None
     if isinstance(obj, dict) and isinstance(obj.get("Measurements"), dict):
@@ -198,7 +201,7 @@ def verify_eif(
     progress: Any = None,
 ) -> VerifyReport:
     """Run every check on ``path``; never raises for a bad EIF, reports it instead."""
-    report = VerifyReport(str(path))
+    report = VerifyReport(safe_name(os.fsdecode(path)))  # printable: names may be non-UTF-8
     expect = dict(expect or {})
     try:
         reader = _reader_class()(path)

@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from eifbuild import __version__
+from eifbuild.cli._stdout import guarded_stdout
 from eifbuild.errors import EXIT_FAILURE, EXIT_USAGE, EifbuildError
 
 # command name -> module (relative to eifbuild.cli). Order is the order shown in --help.
@@ -101,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     previous = _install_sigterm_handler()
     try:
-        return int(args._run(args))
+        with guarded_stdout():
+            return int(args._run(args))
     except EifbuildError as exc:
         if args.debug:
             raise

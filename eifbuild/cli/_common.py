@@ -10,6 +10,7 @@ from typing import Any
 
 from eifbuild._atomic import write_atomic
 from eifbuild.errors import EifbuildError
+from eifbuild.textescape import safe_name
 
 
 def output_path(text: str) -> str:
@@ -31,9 +32,31 @@ def add_eif_output(p: argparse.ArgumentParser) -> None:
     )
 
 
+def printable(obj: Any) -> Any:
+    """``obj`` with every string that UTF-8 cannot carry (lone surrogates: non-UTF-8 file
+    names from the command line or an image) escaped as ``\\xNN`` (see ``safe_name``)."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return safe_name(obj)
+        return obj
+    if isinstance(obj, dict):
+        return {printable(k): printable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [printable(v) for v in obj]
+    return obj
+
+
 def print_json(obj: Any) -> None:
     """Pretty JSON like serde_json's pretty printer (2-space indent), newline-terminated."""
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(printable(obj), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_text(text: str) -> None:
+    """Human text on stdout; a line UTF-8 cannot carry is escaped (see :func:`printable`)."""
+    sys.stdout.write("\n".join(printable(line) for line in text.split("\n")))
     sys.stdout.flush()
 
 

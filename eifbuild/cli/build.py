@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
 
 from eifbuild._epoch import source_date_epoch
 from eifbuild._progress import set_quiet
-from eifbuild.cli._common import add_eif_output, info, print_json
+from eifbuild.cli._common import add_eif_output, info, print_json, printable
 from eifbuild.cli._registry import add_registry_arguments, registry_options
 from eifbuild.errors import UsageError
 from eifbuild.sources import add_limit_arguments, limits_from_args, normalize_arch
@@ -124,11 +126,18 @@ def run(args: argparse.Namespace) -> int:
         registry=registry_options(args),
     )
     report = build(req)
-    for w in report.warnings:
-        info(f"eifbuild: warning: {w}")
-    if args.json:
-        print_json(report.record)
-    else:
-        info("Enclave Image successfully created.")
-        print_json({"Measurements": report.result.measurements.as_nitro()})
+    try:
+        for w in report.warnings:
+            info(f"eifbuild: warning: {printable(w)}")
+        if args.json:
+            print_json(report.record)
+        else:
+            info("Enclave Image successfully created.")
+            print_json({"Measurements": report.result.measurements.as_nitro()})
+    except BaseException:
+        # The measurements are the point of a build: if they cannot be printed (stdout full,
+        # closed, interrupted), the command failed and leaves no EIF behind.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(req.output)
+        raise
     return 0

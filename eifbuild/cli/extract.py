@@ -9,6 +9,7 @@ every file is written atomically.
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,40 @@ def run(args: argparse.Namespace) -> int:
     with EifReader(args.eif) as reader:
         for warning in reader.warnings:
             info(f"warning: {warning}")
-        records = extract_sections(reader, outdir, args.force)
-    if getattr(args, "unpack", False):
-        from eifbuild.unpack import unpack_extracted
-
-        unpack_extracted(outdir, records, devices=args.devices, force=args.force)
+        staged = None
+        if getattr(args, "unpack", False):
+            staged, results = _stage(reader, outdir, args)
+        try:
+            records = extract_sections(reader, outdir, args.force)
+            if staged is not None:
+                staged.commit()
+        finally:
+            if staged is not None:
+                staged.discard()
+    if staged is not None:
+        for rec in records:
+            res = results.get(str(rec["File"]))
+            if res is not None:
+                rec.update(
+                    {"Unpacked": f"{rec['File']}.d", "Members": res.members,
+                     "SkippedDevices": res.skipped}
+                )  # fmt: skip
     info(f"Extracted {len(records)} sections into {outdir}")
     print_json({"Files": records})
     return 0
+
+
+def _stage(reader: EifReader, outdir: Path, args: argparse.Namespace) -> tuple[Any, Any]:
+    """Unpack every ramdisk straight from the EIF into staging directories, before any
+    section file is written: a ramdisk that is not a newc archive leaves nothing behind."""
+    from eifbuild.diff.facts import section_stream
+    from eifbuild.unpack import stage_unpack
+
+    named = section_file_names(reader)
+    prepare_dir(outdir, [n for _, n in named], args.force)
+    ramdisks = [
+        (name, functools.partial(section_stream, reader, section))
+        for section, name in named
+        if section.type is SectionType.RAMDISK
+    ]
+    return stage_unpack(outdir, ramdisks, devices=args.devices, force=args.force, label=reader.name)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from eifbuild._progress import progress, set_quiet
-from eifbuild.cli._common import print_json
+from eifbuild.cli._common import print_json, print_text
 from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.errors import VerificationError
 
@@ -68,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_json())
     else:
-        sys.stdout.write(report.as_text())
-        sys.stdout.flush()
+        print_text(report.as_text())
     if not report.ok:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())
         raise VerificationError(f"{args.eif}: verification failed: {failed}")

@@ -26,6 +26,7 @@ from eifbuild.eif.format import Section
 from eifbuild.eif.reader import EifReader
 from eifbuild.errors import EifbuildError
 from eifbuild.measure import Measurements
+from eifbuild.textescape import safe_name
 
 EIF_FORMAT = "eifbuild-diff/1"
 PCR_NAMES = ("PCR0", "PCR1", "PCR2", "PCR8")
@@ -155,7 +156,7 @@ def _ramdisk_diff(
 
 def _side(f: EifFacts) -> dict[str, Any]:
     return {
-        "path": f.path,
+        "path": safe_name(f.path),
         "size": f.size,
         "eif_version": f.version,
         "arch": f.arch,

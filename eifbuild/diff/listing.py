@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild.diff.entries import CONTENT_ATTRS, MAX_DIFF_ENTRIES, change_record
-from eifbuild.diff.escape import safe_text
 from eifbuild.eif.smallfile import open_regular
 from eifbuild.errors import EifbuildError
+from eifbuild.textescape import safe_name, safe_text
 
 LISTING_FORMAT = "eifbuild-rootfs-diff/1"
 MAX_LISTING_LINE = 1 << 16
@@ -130,8 +130,8 @@ def diff_listings(path_a: str, path_b: str) -> dict[str, Any]:
     removed = list(a.items())
     return {
         "format": LISTING_FORMAT,
-        "a": {"path": path_a},
-        "b": {"path": path_b},
+        "a": {"path": safe_name(path_a)},
+        "b": {"path": safe_name(path_b)},
         "summary": {
             "entries_a": entries_a,
             "entries_b": len(seen),

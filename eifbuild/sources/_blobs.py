@@ -202,11 +202,41 @@ def load_json(region: Region, what: str, limits: Limits, digest: str | None = No
         if got != digest:
             raise ImageSourceError(f"{what}: digest mismatch (expected {digest}, got {got})")
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        doc = json.loads(data, parse_constant=_reject_constant)
     except RecursionError:
         raise ImageSourceError(f"{what}: invalid JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImageSourceError(f"{what}: invalid JSON ({exc.__class__.__name__})") from None
+    if _MAYBE_SURROGATE.search(data):
+        _no_lone_surrogates(doc, what)
+    return doc
+
+
+# A \uD800-\uDFFF escape: the only way a JSON text can hold a UTF-16 surrogate.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_lone_surrogates(doc: Any, what: str) -> None:
+    """Refuse strings with a lone surrogate (``"\\ud800"``): they are not Unicode text, no
+    ramdisk, metadata or report can encode them (Go's decoder would silently turn them into
+    U+FFFD)."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = ord(item[exc.start])
+                raise ImageSourceError(
+                    f"{what}: invalid JSON (a string holds the lone surrogate \\u{bad:04x}, "
+                    "which is not Unicode text)"
+                ) from None
 
 
 def _reject_constant(name: str) -> Any:

@@ -12,10 +12,10 @@ import difflib
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from eifbuild._atomic import make_temp_dir
 from eifbuild._progress import progress
 from eifbuild.errors import ImageSourceError
 from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
@@ -125,7 +125,7 @@ def open_daemon(
     except docker.errors.APIError as exc:
         raise ImageSourceError(f"{reference}: {exc.explanation}") from None
     image_id = str(inspect.get("Id", ""))
-    tmp = tempfile.mkdtemp(prefix="eifbuild-image-")
+    tmp = make_temp_dir("image")
     try:
         saved = Path(tmp) / "image.tar"
         with open(saved, "wb") as out, progress(desc="docker save") as bar:

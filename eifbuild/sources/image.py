@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
+from eifbuild._atomic import make_temp_dir
 from eifbuild.errors import ImageSourceError
 from eifbuild.model import ImageConfig
 from eifbuild.sources._blobs import (
@@ -201,7 +201,7 @@ class Image:
 
     def tmpdir(self) -> str:
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix="eifbuild-image-")
+            self._tmp = make_temp_dir("image")
         return self._tmp
 
     def gzip_index(self, blob: Region, what: str) -> GzipIndex:
