@@ -400,9 +400,14 @@ class FlakyProxy:
         status: int = 429,
         retry_after: str = "1",
         tamper: bytes | None = None,
+        challenge: bool = False,
+        redirect_blobs_to: str | None = None,
     ) -> None:
         self.upstream = upstream
         self.tamper = tamper
+        self.challenge = challenge  # 401 + Basic challenge to requests without Authorization
+        self.redirect_blobs_to = redirect_blobs_to  # 307 blob GETs to this host:port
+        self.auth_seen: list[str | None] = []  # the Authorization header of every request
         self.failures = failures
         self.status = status
         self.retry_after = retry_after
@@ -418,6 +423,19 @@ class FlakyProxy:
 
             def _forward(self) -> None:
                 proxy.seen.append((self.command, self.path, time.monotonic()))
+                proxy.auth_seen.append(self.headers.get("Authorization"))
+                if proxy.challenge and not self.headers.get("Authorization"):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if proxy.redirect_blobs_to and "/blobs/sha256:" in self.path:
+                    self.send_response(307)
+                    self.send_header("Location", f"http://{proxy.redirect_blobs_to}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if proxy.failures > 0:
                     proxy.failures -= 1
                     body = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'

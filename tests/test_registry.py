@@ -341,6 +341,27 @@ def test_retries_are_bounded(world: dict[str, Any], tmp_path: Path) -> None:
         proxy.stop()
 
 
+def test_redirected_blobs_get_no_credentials(world: dict[str, Any], tmp_path: Path) -> None:
+    """A blob redirect to another host (S3-style) must not carry the registry's Authorization."""
+    reg = world["reg"]
+    storage = FlakyProxy(reg.host, failures=0)
+    front = FlakyProxy(reg.host, failures=0, challenge=True, redirect_blobs_to=storage.host)
+    try:
+        ref = world["ref"].replace(reg.host, front.host)
+        opts = RegistryOptions(tls_verify=False, creds=f"{USER}:{SECRET}")
+        cache = BlobCache(tmp_path)
+        with cache.session():
+            got = fetch_image(ref, arch=None, options=opts, cache=cache, max_json_bytes=1 << 20,
+                              max_blob_bytes=1 << 30)  # fmt: skip
+        assert got.manifest_digest == world["digest"]
+        assert any(a and a.startswith("Basic ") for a in front.auth_seen)  # challenge answered
+        assert storage.seen and all("/blobs/" in path for _, path, _ in storage.seen)
+        assert storage.auth_seen == [None] * len(storage.seen)
+    finally:
+        front.stop()
+        storage.stop()
+
+
 def test_403_is_one_line(
     world: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -459,8 +480,9 @@ def test_push_pull_roundtrip(
     rc, out, err = run(["describe", pinned, *common], capsys)
     assert rc == 0, err
     assert {k: json.loads(out)["Measurements"][k] for k in pcrs} == pcrs
-    rc, out, err = run(["verify", pinned, "--pcr", f"2={pcrs['PCR2']}", *common], capsys)
+    rc, out, err = run(["verify", pinned, "--pcr", f"2={pcrs['PCR2']}", "--json", *common], capsys)
     assert rc == 0, err
+    assert json.loads(out)["File"] == pinned
     rc, _, err = run(["verify", pinned, "--pcr", "2=" + "0" * 96, *common], capsys)
     assert rc == 1
     rc, out, err = run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from eifbuild._progress import progress, set_quiet
 from eifbuild.cli._common import print_json, print_text
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             allow_expired=args.allow_expired,
             progress=bar.update,
         )
+    report = dataclasses.replace(report, path=args.eif)  # the reference, not a cache path
     if args.json:
         print_json(report.as_json())
     else:
