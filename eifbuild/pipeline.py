@@ -117,16 +117,25 @@ def build_time(config: ImageConfig, image: str = "image") -> str:
     return normal
 
 
+def _present(value: Any) -> bool:
+    """A config value worth recording: not null and not empty ("", [], {}).
+
+    ``docker save`` keeps ``"User": ""`` and ``"WorkingDir": ""`` where a converting copy
+    (``skopeo copy … oci:``) drops them; recording neither keeps DockerInfo the same for the
+    same image whatever the transport."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
 def docker_info(config: ImageConfig, image_id: str) -> dict[str, Any]:
-    """The deterministic DockerInfo subset (see DOCKER_INFO_*)."""
+    """The deterministic DockerInfo subset (see DOCKER_INFO_*); empty values are dropped."""
     raw = config.raw or {}
     info: dict[str, Any] = {"Id": image_id}
     for key in DOCKER_INFO_TOP:
-        if raw.get(key) is not None:
+        if _present(raw.get(key)):
             info[key[0].upper() + key[1:]] = raw[key]
     inner = raw.get("config") or raw.get("Config") or {}
     if isinstance(inner, dict):
-        cfg = {k: inner[k] for k in DOCKER_INFO_CONFIG if inner.get(k) is not None}
+        cfg = {k: inner[k] for k in DOCKER_INFO_CONFIG if _present(inner.get(k))}
         if cfg:
             info["Config"] = cfg
     return info

@@ -14,15 +14,19 @@ them as data files under ``<prefix>/share/eifbuild/templates`` (see pyproject.to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from eifbuild._resources import resource_dir
 from eifbuild.eif.format import MAGIC
@@ -34,6 +38,10 @@ POLICY_TEMPLATE = "kms-key-policy.json.j2"
 DIFF_TEMPLATE = "diff-report.html.j2"
 MAX_MEASUREMENTS_JSON = 16 << 20  # a build --json record is a few KiB
 MAX_TEMPLATE_SIZE = 1 << 20
+# A KMS key policy is at most 32 KiB; a rendered template may be larger before json.dumps
+# normalises it, but not without bound.
+MAX_RENDERED_SIZE = 1 << 20
+MAX_RENDER_SECONDS = 10
 
 DEFAULT_ACTIONS = ("kms:Decrypt",)
 # KMS operations that carry a Recipient attestation document (and so the condition keys).
@@ -81,12 +89,67 @@ def environment(autoescape: bool) -> jinja2.Environment:
 
 
 def _user_template(path: str | os.PathLike[str]) -> jinja2.Template:
+    """A user's template, compiled in jinja2's sandbox: no attribute access to Python
+    internals (so no shell commands), no ``include``/``import``/``extends`` (an empty loader),
+    ``range`` capped by the sandbox."""
     raw = read_small_file(path, "template", MAX_TEMPLATE_SIZE, PolicyError)
     try:
-        env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)
+        env = SandboxedEnvironment(
+            loader=jinja2.DictLoader({}), autoescape=False, undefined=jinja2.StrictUndefined
+        )
         return env.from_string(raw.decode("utf-8"))
+    except RecursionError:
+        raise PolicyError(f"{path}: invalid template (nested too deeply)") from None
     except (UnicodeDecodeError, jinja2.TemplateError) as exc:
         raise PolicyError(f"{path}: invalid template ({_one_line(exc)})") from None
+
+
+def _render_bounded(tpl: jinja2.Template, ctx: dict[str, Any], name: str) -> str:
+    """Render ``tpl`` with at most MAX_RENDERED_SIZE characters of output and
+    MAX_RENDER_SECONDS of time (main thread); any failure inside the template is a
+    PolicyError naming it."""
+    out: list[str] = []
+    size = 0
+    with _deadline(MAX_RENDER_SECONDS, f"{name}: template took more than {MAX_RENDER_SECONDS} s"):
+        try:
+            for chunk in tpl.generate(**ctx):
+                size += len(chunk)
+                if size > MAX_RENDERED_SIZE:
+                    raise PolicyError(
+                        f"{name}: template output exceeds {MAX_RENDERED_SIZE} characters"
+                    )
+                out.append(chunk)
+        except PolicyError:
+            raise
+        except RecursionError:
+            raise PolicyError(f"{name}: template failed to render (nested too deeply)") from None
+        except jinja2.TemplateError as exc:
+            raise PolicyError(f"{name}: template failed to render ({_one_line(exc)})") from None
+        except Exception as exc:  # {{ 1/0 }}, int("x"), ...: errors of the template's own code
+            raise PolicyError(
+                f"{name}: template failed to render ({exc.__class__.__name__}: {_one_line(exc)})"
+            ) from None
+    return "".join(out)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int, message: str) -> Iterator[None]:
+    """Raise PolicyError(message) if the block runs longer than ``seconds`` (main thread
+    only: elsewhere the block runs unbounded in time)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise PolicyError(message)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -268,12 +331,13 @@ def render_policy(ctx: dict[str, Any], template: str | os.PathLike[str] | None =
         else environment(False).get_template(POLICY_TEMPLATE)
     )
     name = str(template) if template is not None else POLICY_TEMPLATE
-    try:
-        text = tpl.render(**ctx)
-    except jinja2.TemplateError as exc:
-        raise PolicyError(f"{name}: template failed to render ({_one_line(exc)})") from None
+    text = _render_bounded(tpl, ctx, name)
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise PolicyError(
+            f"{name}: rendered policy is not valid JSON (nested too deeply)"
+        ) from None
     except ValueError as exc:
         raise PolicyError(f"{name}: rendered policy is not valid JSON ({_one_line(exc)})") from None
     if not isinstance(doc, dict):

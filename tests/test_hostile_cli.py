@@ -278,3 +278,32 @@ def test_extract_unpack_non_cpio_ramdisk_leaves_nothing(
     assert main(["extract", bad, str(out), "--unpack", "--force"]) == 1
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert (out / "ramdisk-1").read_bytes() == good
+
+
+def test_docker_info_drops_empty_config_values(tmp_path: Path) -> None:
+    """`docker save` keeps "User": "" and "WorkingDir": "", a converting `skopeo copy` to
+    oci: drops them: both must give the same DockerInfo (and, as before, the same PCRs)."""
+    blobs = make_blobs(tmp_path / "blobs")
+    layer = [E.file("bin/app", b"x", mode=0o755)]
+    full = {"Cmd": ["/bin/app"], "User": "", "WorkingDir": "", "Env": [], "Labels": {}}
+    infos, measurements = [], []
+    for name, config in (("kept", full), ("dropped", {"Cmd": ["/bin/app"]})):
+        ref = simple_oci(tmp_path / name, layer, config=config)
+        out = tmp_path / f"{name}.eif"
+        rc, stdout, err = cli("build", ref, "--blobs", str(blobs), "-o", str(out), "--json")
+        assert rc == 0, err
+        measurements.append(json.loads(stdout)["Measurements"])
+        rc, stdout, err = cli("describe", str(out))
+        assert rc == 0, err
+        info = json.loads(stdout)["Metadata"]["DockerInfo"]
+        infos.append({k: v for k, v in info.items() if k != "Id"})
+    assert (
+        infos[0]
+        == infos[1]
+        == {
+            "Architecture": "amd64",
+            "Config": {"Cmd": ["/bin/app"]},
+            "Os": "linux",
+        }
+    )
+    assert measurements[0] == measurements[1]

@@ -18,12 +18,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from eifbuild.errors import SigningError
 from eifbuild.sign.cose import Alg, alg_for_kms_spec
 from eifbuild.sign.keys import alg_for_public_key, der_to_raw
+from eifbuild.textescape import safe_text
 
 _ARN = re.compile(
     r"arn:aws(?:-[a-z]+)*:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -84,6 +86,14 @@ def _client_error(ref: str, action: str, exc: Exception) -> SigningError:
     return SigningError(f"KMS key {ref}: {action} failed: {exc}")
 
 
+def _reply_bytes(reply: Any, key: str, ref: str, action: str) -> bytes:
+    """A binary field of a KMS reply; a missing or non-binary one is a SigningError."""
+    value = reply.get(key) if isinstance(reply, dict) else None
+    if not isinstance(value, (bytes, bytearray)) or not value:
+        raise SigningError(f"KMS key {ref}: {action} reply has no {key}")
+    return bytes(value)
+
+
 @dataclass
 class KmsKey:
     """A KMS asymmetric ECC key usable for ECDSA signing."""
@@ -121,26 +131,32 @@ class KmsKey:
             resp = self.client.sign(KeyId=self.arn, SigningAlgorithm=alg.kms_alg, **kwargs)
         except Exception as exc:
             raise _client_error(self.ref, "Sign", exc) from None
-        return der_to_raw(alg, bytes(resp["Signature"]))
+        return der_to_raw(alg, _reply_bytes(resp, "Signature", self.ref, "Sign"))
 
 
 def _describe(client: Any, ref: str, key_id: str) -> tuple[str, Alg]:
     try:
-        meta = client.describe_key(KeyId=key_id)["KeyMetadata"]
+        meta = client.describe_key(KeyId=key_id).get("KeyMetadata")
     except Exception as exc:
         raise _client_error(ref, "DescribeKey", exc) from None
+    if not isinstance(meta, dict):
+        raise SigningError(f"KMS key {ref}: DescribeKey reply has no KeyMetadata")
     state = meta.get("KeyState", "Enabled" if meta.get("Enabled") else "Disabled")
     if state != "Enabled":
         raise SigningError(f"KMS key {ref}: key state is {state}, not Enabled")
     if meta.get("KeyUsage") != "SIGN_VERIFY":
         raise SigningError(f"KMS key {ref}: key usage is {meta.get('KeyUsage')}, not SIGN_VERIFY")
     spec = meta.get("KeySpec") or meta.get("CustomerMasterKeySpec") or ""
-    alg = alg_for_kms_spec(spec)
+    alg = alg_for_kms_spec(spec) if isinstance(spec, str) else None
     if alg is None:
+        shown = safe_text(str(spec).encode()[:80])
         raise SigningError(
-            f"KMS key {ref}: key spec {spec} is not ECC_NIST_P256, ECC_NIST_P384 or ECC_NIST_P521"
+            f"KMS key {ref}: key spec {shown} is not ECC_NIST_P256, ECC_NIST_P384 or ECC_NIST_P521"
         )
-    return str(meta["Arn"]), alg
+    arn = meta.get("Arn")
+    if not isinstance(arn, str) or not arn.startswith("arn:"):
+        raise SigningError(f"KMS key {ref}: DescribeKey reply has no key Arn")
+    return arn, alg
 
 
 def open_kms_key(
@@ -165,12 +181,13 @@ def open_kms_key(
         raise SigningError(f"KMS key {ref}: cannot create a KMS client: {exc}") from None
     arn, alg = _describe(client, ref, key_id)
     try:
-        der = bytes(client.get_public_key(KeyId=arn)["PublicKey"])
+        reply = client.get_public_key(KeyId=arn)
     except Exception as exc:
         raise _client_error(ref, "GetPublicKey", exc) from None
+    der = _reply_bytes(reply, "PublicKey", ref, "GetPublicKey")
     try:
         pub = serialization.load_der_public_key(der)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise SigningError(f"KMS key {ref}: GetPublicKey returned an unreadable key") from None
     if alg_for_public_key(pub, f"KMS key {ref}") != alg or not isinstance(
         pub, ec.EllipticCurvePublicKey
