@@ -12,7 +12,7 @@ HELP = "publish an EIF and its measurements to a registry as an OCI artifact"
 DESCRIPTION = """Upload EIF as an OCI artifact (artifactType application/vnd.eifbuild.enclave-image.v1):
 the EIF, its measurements JSON and (when signed) the signing certificate as blobs, annotated
 with PCR0/1/2[/8], the EIF version, the architecture and the EIF's BuildTime. Prints the
-manifest digest; the same EIF always gives the same digest.
+manifest digest; the same EIF under the same file name always gives the same digest.
 
 --attach docker://REGISTRY/IMAGE[:TAG|@sha256:…] also pushes the measurements as a referrer
 (OCI 1.1 `subject`) of that container image, naming the EIF artifact, so that the image's digest

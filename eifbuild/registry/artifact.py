@@ -10,8 +10,8 @@ An EIF artifact is an OCI image manifest (``docs/registry.md`` describes it)::
     annotations   dev.eifbuild.pcr0 / pcr1 / pcr2 [/ pcr8], dev.eifbuild.eif.version,
                   dev.eifbuild.arch, org.opencontainers.image.created (the EIF's BuildTime)
 
-Every value comes from the EIF itself (no clock, no host), so pushing the same EIF twice gives
-the same manifest digest. ``--attach IMAGE`` pushes a second manifest into the image's
+Every value comes from the EIF itself and its file name (no clock, no host), so pushing the
+same EIF twice gives the same manifest digest. ``--attach IMAGE`` pushes a second manifest into the image's
 repository whose ``subject`` is the image (artifactType
 ``application/vnd.eifbuild.measurements.v1+json``), naming the EIF artifact in the annotation
 ``dev.eifbuild.eif.reference``; registries without the referrers API get the OCI 1.1 fallback
