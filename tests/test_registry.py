@@ -777,3 +777,54 @@ def test_signed_eif_carries_certificate_and_pcr8(
     assert rc == 0, err
     assert json.loads(out)["Measurements"]["PCR8"] == extend(der)
     assert (tmp_path / "p.eif").read_bytes() == signed.read_bytes()
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+@pytest.mark.parametrize(
+    ("header", "scheme", "params"),
+    [
+        (
+            'Bearer realm="https://auth.example/token",service="registry.example",'
+            'scope="repository:a/b:pull"',
+            "bearer",
+            {
+                "realm": "https://auth.example/token",
+                "service": "registry.example",
+                "scope": "repository:a/b:pull",
+            },
+        ),
+        ('Basic realm="x"', "basic", {"realm": "x"}),
+        (
+            'Bearer realm="a\\"b", error=insufficient_scope',
+            "bearer",
+            {"realm": 'a"b', "error": "insufficient_scope"},
+        ),
+        ("Negotiate", "negotiate", {}),
+    ],
+)
+def test_parse_challenge(header: str, scheme: str, params: dict[str, str]) -> None:
+    from eifbuild.registry.client import parse_challenge
+
+    assert parse_challenge(header) == (scheme, params)
+
+
+def test_retry_after_forms() -> None:
+    from eifbuild.registry.client import retry_after
+
+    assert retry_after("7") == 7.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+    assert retry_after("soon") is None and retry_after(None) is None
+
+
+def test_errors_are_scrubbed_of_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eifbuild.registry import Credentials, RegistryClient
+
+    creds = Credentials(USER, SECRET, source="--creds")
+    client = RegistryClient(parse_docker_reference("docker://h.io/r"), credentials=creds)
+    err = client.error(f"server said {SECRET} and {creds.basic()}")
+    assert SECRET not in str(err)
+    assert "***" in str(err)
+    assert SECRET not in repr(creds) and SECRET not in repr(RegistryOptions(creds=f"u:{SECRET}"))
