@@ -127,6 +127,21 @@ def newc_archive() -> bytes:
 # ---------------------------------------------------------------- tar / OCI
 
 
+def tar_header(name: bytes, typeflag: bytes, size: int) -> bytes:
+    """One ustar header block with a correct checksum (for hand-made hostile streams)."""
+    blk = bytearray(512)
+    blk[0 : len(name)] = name[:100]
+    blk[100:108] = b"0000644\0"
+    blk[108:124] = b"0000000\0" * 2
+    blk[124:136] = b"%011o\0" % size
+    blk[136:148] = b"%011o\0" % 1_600_000_000
+    blk[148:156] = b" " * 8
+    blk[156:157] = typeflag
+    blk[257:265] = b"ustar\x0000"
+    blk[148:156] = b"%06o\0 " % sum(blk)
+    return bytes(blk)
+
+
 def layer_tar(gnu: bool = False) -> bytes:
     """A small layer: dirs, files, symlink, hardlink, whiteout, opaque dir, device, xattr."""
     import tarfile  # imported late so that a harness can instrument it

@@ -195,10 +195,6 @@ class ChunkSource:
         self.pos += n - left
         return n - left
 
-    def at_end(self) -> bool:
-        """True when no byte is left (pulls at most one chunk)."""
-        return len(self._buf) - self._i == 0 and not self._more()
-
     def drain(self) -> None:
         """Consume the rest of the stream (so a digest over all of it completes)."""
         self.pos += len(self._buf) - self._i
