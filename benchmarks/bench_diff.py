@@ -1,6 +1,7 @@
 """Benchmark: ``eifbuild diff`` time and peak RSS against entry count and content size.
 
     .venv/bin/python benchmarks/bench_diff.py [--entries 200000] [--big-mib 512] [--dir DIR]
+        [--modes api,text,json,listing] [--shapes all|entries]
 
 Writes pairs of EIFs whose application ramdisk holds ``--entries`` small files (1% of them
 changed, 1% added, 1% removed between A and B) and one large file (``--big-mib`` MiB,
@@ -72,14 +73,50 @@ def make_pair(root: Path, entries: int, big_mib: int) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def child(a: str, b: str) -> None:
-    from eifbuild.diff import diff_eifs
+def make_listings(root: Path, entries: int) -> tuple[Path, Path]:
+    """Two `eifbuild rootfs`-shaped listings (same 1% added/removed/changed pattern)."""
+    out = []
+    for side in ("a", "b"):
+        path = root / f"{side}-{entries}.jsonl"
+        with open(path, "w") as fh:
+            for i in range(entries):
+                if (side, i % 100) in (("a", 1), ("b", 2)):
+                    continue
+                size = len(b"%d" % i) + (1 if side == "b" and i % 100 == 3 else 0)
+                rec = {"path": f"/d{i % 997:03d}/f{i:07d}", "type": "file", "mode": "0644",
+                       "uid": 0, "gid": 0, "mtime": 0, "size": size, "sha256": None,
+                       "linkname": None, "rdev": None}  # fmt: skip
+                fh.write(json.dumps(rec) + "\n")
+        out.append(path)
+    return out[0], out[1]
+
+
+def child(a: str, b: str, mode: str) -> None:
+    """One diff in this (fresh) process: the API, or the real CLI with stdout to /dev/null."""
+    import os
 
     t0 = time.perf_counter()
-    doc = diff_eifs(a, b)
+    if mode == "api":
+        from eifbuild.diff import diff_eifs
+
+        doc = diff_eifs(a, b)
+        summary = doc["ramdisks"][0]["summary"]
+    else:
+        from eifbuild.cli import main as cli_main
+
+        null = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(1)
+        os.dup2(null, 1)
+        try:
+            rc = cli_main(["diff", a, b, *(["--json"] if mode == "json" else [])])
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, 1)
+        if rc != 0:
+            raise SystemExit(f"diff failed with {rc}")
+        summary = {"added": "-", "removed": "-", "changed": "-", "inode_only": "-"}
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    summary = doc["ramdisks"][0]["summary"]
     print(
         json.dumps({"seconds": round(seconds, 2), "peak_rss_mib": round(rss / 1024, 1), **summary})
     )
@@ -90,28 +127,48 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=200_000)
     ap.add_argument("--big-mib", type=int, default=512)
     ap.add_argument("--dir", type=Path)
-    ap.add_argument("--child", nargs=2)
+    ap.add_argument(
+        "--modes",
+        default="api",
+        help="comma-separated: api (diff_eifs), text / json (the CLI, stdout to /dev/null), "
+        "listing (the CLI on two rootfs listings of --entries lines)",
+    )
+    ap.add_argument("--shapes", default="all", help="all, or 'entries' (only the first shape)")
+    ap.add_argument("--child", nargs=3)
     args = ap.parse_args()
     if args.child:
         child(*args.child)
         return
+    modes = args.modes.split(",")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         shapes = [(args.entries, 0), (args.entries, args.big_mib), (args.entries // 10, 0)]
+        if args.shapes == "entries":
+            shapes = shapes[:1]
         for entries, big in shapes:
-            a, b = make_pair(Path(tmp), entries, big)
-            size = a.stat().st_size
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(a), str(b)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            res = json.loads(out.stdout)
-            print(
-                f"entries={entries:>8} big={big:>5} MiB eif={size / MIB:8.1f} MiB: "
-                f"{res['seconds']:7.2f} s, peak RSS {res['peak_rss_mib']:7.1f} MiB, "
-                f"+{res['added']} -{res['removed']} ~{res['changed']} i{res['inode_only']}"
-            )
-            a.unlink()
-            b.unlink()
+            eif_modes = [m for m in modes if m != "listing"]
+            runs = []
+            if eif_modes:
+                a, b = make_pair(Path(tmp), entries, big)
+                runs += [(m, a, b) for m in eif_modes]
+            if "listing" in modes and big == 0:
+                la, lb = make_listings(Path(tmp), entries)
+                runs.append(("listing", la, lb))
+            for mode, x, y in runs:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", str(x), str(y),
+                     "api" if mode == "api" else ("text" if mode == "listing" else mode)],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                res = json.loads(out.stdout)
+                print(
+                    f"{mode:>7} entries={entries:>8} big={big:>5} MiB "
+                    f"input={x.stat().st_size / MIB:8.1f} MiB: "
+                    f"{res['seconds']:7.2f} s, peak RSS {res['peak_rss_mib']:7.1f} MiB, "
+                    f"+{res['added']} -{res['removed']} ~{res['changed']} i{res['inode_only']}",
+                    flush=True,
+                )
+            for p in Path(tmp).iterdir():
+                p.unlink()
 
 
 if __name__ == "__main__":

@@ -8,14 +8,15 @@ import sys
 
 from eifbuild._progress import progress, set_quiet
 from eifbuild.cli._common import info, output_path, write_output
-from eifbuild.diff import diff_eifs, diff_listings, input_kind
-from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_json, render_text
+from eifbuild.diff import MAX_DIFF_ENTRIES, diff_eifs, diff_listings, input_kind
+from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_lines, write_json
 from eifbuild.errors import EifbuildError
 
 HELP = "explain why two EIFs' PCRs differ (inputs, cmdline, metadata, ramdisk entries)"
 DESCRIPTION = """Explain why two EIFs' measurements differ: which PCRs differ, which measured input
 changed, and what changed inside each changed ramdisk, file by file. Both EIFs are streamed
-(nothing is loaded whole).
+(nothing is loaded whole), and entries are sorted and compared on disk in $TMPDIR, so
+memory stays bounded (under 256 MiB for --max-entries entries per ramdisk).
 
 A and B are two EIF files, or two `eifbuild rootfs` listings (JSON lines), which are then
 compared by path (a blank file next to a listing is an empty listing). One of each is an
@@ -90,11 +91,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"list at most N entries per +/-/~/i category in the text and HTML reports; 0 "
         f"leaves only the summary lines (default {DEFAULT_LIMIT}; --json always lists all)",
     )
+    p.add_argument(
+        "--max-entries",
+        type=int,
+        default=MAX_DIFF_ENTRIES,
+        metavar="N",
+        help=f"refuse a ramdisk or listing with more than N entries (default {MAX_DIFF_ENTRIES}); "
+        "entries are sorted on disk in $TMPDIR (about 150 bytes each), memory stays below "
+        "256 MiB up to the default",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise EifbuildError("--limit must be 0 or more")
+    if args.max_entries < 1:
+        raise EifbuildError("--max-entries must be 1 or more")
     if args.json:
         set_quiet(True)
     kinds = {input_kind(p) for p in (args.a, args.b)}
@@ -106,19 +118,20 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.html:
             raise EifbuildError("--html needs two EIFs (not rootfs listings)")
-        d = diff_listings(args.a, args.b)
+        d = diff_listings(args.a, args.b, args.max_entries)
         differs = bool(d["added"] or d["removed"] or d["changed"])
     else:
         total = sum(os.stat(p).st_size * 2 for p in (args.a, args.b) if os.path.isfile(p))
         with progress(total=total or None, desc="Comparing") as bar:
-            d = diff_eifs(args.a, args.b, progress=bar.update)
+            d = diff_eifs(args.a, args.b, progress=bar.update, max_entries=args.max_entries)
         differs = bool(d["pcrs_differ"])
     if args.html:
         write_output(args.html, render_html(d, args.limit).encode("utf-8"))
         info(f"HTML report written to {args.html}")
     if args.json:
-        sys.stdout.write(render_json(d))
+        write_json(d, sys.stdout.write)
     else:
-        sys.stdout.write(render_text(d, args.limit))
+        for line in render_lines(d, args.limit):
+            sys.stdout.write(line + "\n")
     sys.stdout.flush()
     return 1 if args.exit_code and differs else 0

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import struct
+import tempfile
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from eifbuild.diff.entries import (
     CONTENT_ATTRS,
@@ -23,8 +25,10 @@ from eifbuild.diff.entries import (
     pack,
     unpack,
 )
+from eifbuild.diff.spill import SpillList, external_sort
 
 Changes = dict[str, tuple[Any, Any]]
+_LEN4 = struct.Struct("<I")
 
 
 @dataclass
@@ -86,9 +90,14 @@ def _attr_changes(a: EntryInfo, b: EntryInfo, names: Iterable[str]) -> Changes:
 
 def moved(seq: array[int]) -> list[int]:
     """Indexes into ``seq`` outside one longest increasing subsequence (the moved entries)."""
-    tails = array("q")  # tails[k]: smallest last value of an increasing run of length k+1
-    tail_idx = array("q")
-    prev = array("q", [-1]) * len(seq)
+    return [i for i, kept in enumerate(in_lis(seq)) if not kept]
+
+
+def in_lis(seq: array[int]) -> bytearray:
+    """1 for the members of one longest increasing subsequence of ``seq``, 0 elsewhere."""
+    tails = array("i")  # tails[k]: smallest last value of an increasing run of length k+1
+    tail_idx = array("i")
+    prev = array("i", [-1]) * len(seq)
     for i, v in enumerate(seq):
         k = bisect.bisect_left(tails, v)
         if k == len(tails):
@@ -103,7 +112,7 @@ def moved(seq: array[int]) -> list[int]:
     while i >= 0:
         keep[i] = 1
         i = prev[i]
-    return [i for i, kept in enumerate(keep) if not kept]
+    return keep
 
 
 class _Keys:
@@ -191,3 +200,101 @@ def diff_entries(a: Iterable[EntryInfo], b: Iterable[EntryInfo]) -> ArchiveDiff:
     result.changed.sort(key=lambda c: c.key)
     result.inode_only.sort(key=lambda c: c.key)
     return result
+
+
+# ----------------------------------------------------------------- streaming, bounded memory
+
+
+def _sort_key(e: EntryInfo) -> bytes:
+    # names cannot hold NUL: name, then archive position, orders repeats as they occur
+    return e.name + b"\0" + e.position.to_bytes(4, "big")
+
+
+def _sorted_to_file(entries: Iterable[EntryInfo]) -> tuple[IO[bytes], int]:
+    """Entries sorted by (name, position) into an anonymous temp file; and their count."""
+    fh = tempfile.TemporaryFile(prefix="eifbuild-diff-")  # noqa: SIM115 (closed by _replay)
+    n = 0
+    for _, rec in external_sort((_sort_key(e), pack(e)) for e in entries):
+        fh.write(_LEN4.pack(len(rec)) + rec)
+        n += 1
+    fh.flush()
+    return fh, n
+
+
+def _replay(fh: IO[bytes]) -> Iterator[EntryInfo]:
+    """The sorted entries again, each keyed ``name`` or ``name\\0<n>`` for the n-th repeat."""
+    fh.seek(0)
+    last, occ = None, 0
+    while head := fh.read(4):
+        e = unpack(fh.read(_LEN4.unpack(head)[0]))
+        occ = occ + 1 if e.name == last else 0
+        last = e.name
+        yield e if not occ else dataclasses.replace(e, key=e.name + b"\0" + str(occ).encode())
+
+
+def _order(e: EntryInfo) -> tuple[bytes, int]:
+    return e.name, e.occurrence
+
+
+def _pairs(fa: IO[bytes], fb: IO[bytes]) -> Iterator[tuple[EntryInfo | None, EntryInfo | None]]:
+    """Entries of both sorted files matched by (name, occurrence), in that order."""
+    ia, ib = _replay(fa), _replay(fb)
+    ea, eb = next(ia, None), next(ib, None)
+    while ea is not None or eb is not None:
+        if eb is None or (ea is not None and _order(ea) < _order(eb)):
+            yield ea, None
+            ea = next(ia, None)
+        elif ea is None or _order(eb) < _order(ea):
+            yield None, eb
+            eb = next(ib, None)
+        else:
+            yield ea, eb
+            ea, eb = next(ia, None), next(ib, None)
+
+
+def diff_entry_streams(a: Iterable[EntryInfo], b: Iterable[EntryInfo]) -> dict[str, Any]:
+    """:func:`diff_entries` in bounded memory, as the JSON document's ramdisk part.
+
+    Both streams are sorted by name on disk (:func:`~eifbuild.diff.spill.external_sort`)
+    and merged twice: once to find the moved entries (one longest increasing subsequence
+    over 4-byte positions, the only per-entry memory), once to classify every entry into
+    disk-backed :class:`~eifbuild.diff.spill.SpillList` categories, already in key order.
+    """
+    fa, na = _sorted_to_file(a)
+    fb, nb = _sorted_to_file(b)
+    try:
+        a_of_b = array("i", [-1]) * nb  # b position -> matched a position
+        for ea, eb in _pairs(fa, fb):
+            if ea is not None and eb is not None:
+                a_of_b[eb.position] = ea.position
+        b_pos = array("i", (i for i, p in enumerate(a_of_b) if p >= 0))
+        seq = array("i", (a_of_b[i] for i in b_pos))
+        del a_of_b
+        is_moved = bytearray(nb)
+        for i, kept in enumerate(in_lis(seq)):
+            if not kept:
+                is_moved[b_pos[i]] = 1
+        del b_pos, seq
+        out = {k: SpillList() for k in ("added", "removed", "changed", "inode_only")}
+        for ea, eb in _pairs(fa, fb):
+            if ea is None:
+                out["added"].append(eb.record())  # type: ignore[union-attr]
+                continue
+            if eb is None:
+                out["removed"].append(ea.record())
+                continue
+            changes = _attr_changes(ea, eb, CONTENT_ATTRS + INODE_ATTRS)
+            if is_moved[eb.position]:
+                changes["position"] = (ea.position, eb.position)
+            if not changes:
+                continue
+            rec = EntryChange(ea.label, ea.key, changes).record()
+            if set(changes) <= set(INODE_ATTRS):
+                out["inode_only"].append(rec)
+            else:
+                out["changed"].append(rec)
+    finally:
+        fa.close()
+        fb.close()
+    summary = {"entries_a": na, "entries_b": nb, **{k: len(v) for k, v in out.items()}}
+    return {"summary": summary, **out}

@@ -7,12 +7,14 @@ compared too, and flagged as not measured.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterator
 from typing import Any
 
-from eifbuild.diff.archive import diff_entries
-from eifbuild.diff.entries import EntryInfo, read_entries
+from eifbuild.cpio import Limits
+from eifbuild.diff.archive import diff_entry_streams
+from eifbuild.diff.entries import DIFF_LIMITS, MAX_DIFF_ENTRIES, EntryInfo, read_entries
 from eifbuild.diff.escape import safe_json, safe_str, safe_text
 from eifbuild.diff.facts import (
     CERTIFICATE,
@@ -138,20 +140,20 @@ def _named(entries: Iterator[EntryInfo], label: str) -> Iterator[EntryInfo]:
 
 
 def _ramdisk_diff(
-    ra: EifReader, rb: EifReader, sa: Section, sb: Section, index: int
+    ra: EifReader, rb: EifReader, sa: Section, sb: Section, index: int, limits: Limits
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"index": index, "error": None}
     name = ramdisk_name(index)
     try:
         with section_stream(ra, sa) as fa, section_stream(rb, sb) as fb:
-            d = diff_entries(
-                _named(read_entries(fa), f"{ra.name} {name}"),
-                _named(read_entries(fb), f"{rb.name} {name}"),
+            d = diff_entry_streams(
+                _named(read_entries(fa, limits), f"{ra.name} {name}"),
+                _named(read_entries(fb, limits), f"{rb.name} {name}"),
             )
     except EifbuildError as exc:  # not a newc archive: the byte-level facts still stand
         out["error"] = safe_text(exc.message.encode())
         return out
-    return {**out, **d.records()}
+    return {**out, **d}
 
 
 def _side(f: EifFacts) -> dict[str, Any]:
@@ -167,22 +169,32 @@ def _side(f: EifFacts) -> dict[str, Any]:
 
 
 def _changed_ramdisks(
-    ra: EifReader, rb: EifReader, fa: EifFacts, fb: EifFacts
+    ra: EifReader, rb: EifReader, fa: EifFacts, fb: EifFacts, limits: Limits
 ) -> list[dict[str, Any]]:
     """Entry diffs of the ramdisk pairs (same index) whose bytes differ."""
     out = []
     for i, (sa, sb) in enumerate(zip(fa.ramdisks, fb.ramdisks, strict=False)):
         name = ramdisk_name(i)
         if fa.inputs[name].sha384 != fb.inputs[name].sha384:
-            out.append(_ramdisk_diff(ra, rb, sa, sb, i))
+            out.append(_ramdisk_diff(ra, rb, sa, sb, i, limits))
     return out
 
 
-def diff_eifs(path_a: str, path_b: str, progress: Progress | None = None) -> dict[str, Any]:
-    """The full diff document (deterministic; see ``eifbuild diff --help`` for its shape)."""
+def diff_eifs(
+    path_a: str,
+    path_b: str,
+    progress: Progress | None = None,
+    max_entries: int = MAX_DIFF_ENTRIES,
+) -> dict[str, Any]:
+    """The full diff document (deterministic; see ``eifbuild diff --help`` for its shape).
+
+    Entry lists are disk-backed :class:`~eifbuild.diff.spill.SpillList` objects (iterable,
+    sized, comparable to lists): memory stays bounded whatever the entry count; at most
+    ``max_entries`` entries per ramdisk are read."""
+    limits = dataclasses.replace(DIFF_LIMITS, max_entries=max_entries)
     with EifReader(path_a) as ra, EifReader(path_b) as rb:
         fa, fb = gather(ra, progress), gather(rb, progress)
-        ramdisks = _changed_ramdisks(ra, rb, fa, fb)
+        ramdisks = _changed_ramdisks(ra, rb, fa, fb, limits)
     pcrs = _pcr_table(fa.measurements, fb.measurements)
     inputs = _inputs_table(fa, fb)
     return {

@@ -1,13 +1,14 @@
-"""Two ``eifbuild rootfs`` JSON-lines listings compared by path (the first kept in memory)."""
+"""Two ``eifbuild rootfs`` JSON-lines listings compared by path (sorted on disk, merged)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from eifbuild.diff.entries import CONTENT_ATTRS, MAX_DIFF_ENTRIES, change_record
+from eifbuild.diff.spill import SpillList, external_sort
 from eifbuild.eif.smallfile import open_regular
 from eifbuild.errors import EifbuildError
 from eifbuild.textescape import safe_name, safe_text
@@ -81,12 +82,14 @@ def _listing_record(line: bytes) -> tuple[bytes, Record]:
     return name, out
 
 
-def read_listing(path: str) -> Iterator[tuple[bytes, Record]]:
+def read_listing(path: str, max_entries: int = MAX_DIFF_ENTRIES) -> Iterator[tuple[bytes, Record]]:
     """(path bytes, normalised record) for each line of an ``eifbuild rootfs`` listing."""
     with open_regular(Path(path), path) as fh:
         for n, line in enumerate(iter(lambda: fh.readline(MAX_LISTING_LINE + 1), b""), 1):
-            if n > MAX_DIFF_ENTRIES:
-                raise EifbuildError(f"{path}: more than {MAX_DIFF_ENTRIES} entries")
+            if n > max_entries:
+                raise EifbuildError(
+                    f"{safe_name(path)}: more than {max_entries} entries (see --max-entries)"
+                )
             if len(line) > MAX_LISTING_LINE:
                 raise EifbuildError(f"{path}: line {n} is longer than {MAX_LISTING_LINE} bytes")
             if not line.strip():
@@ -98,48 +101,60 @@ def read_listing(path: str) -> Iterator[tuple[bytes, Record]]:
                 raise EifbuildError(f"{path}: line {n}: not a rootfs record ({problem})") from None
 
 
-def _once(path: str, name: bytes, rec: Record, seen: Container[bytes]) -> None:
-    if name in seen:
-        raise EifbuildError(f"{path}: path {rec['path']} is listed twice")
+def _sorted_records(path: str, max_entries: int) -> Iterator[tuple[bytes, Record]]:
+    """(path bytes, record) of a listing sorted by path on disk; a repeated path is an error."""
+    items = (
+        (name + b"\0", json.dumps(rec, ensure_ascii=False).encode("utf-8"))
+        for name, rec in read_listing(path, max_entries)
+    )
+    last = None
+    for key, raw in external_sort(items):
+        name = key[:-1]
+        rec = json.loads(raw)
+        if name == last:
+            raise EifbuildError(f"{safe_name(path)}: path {rec['path']} is listed twice")
+        last = name
+        yield name, rec
 
 
-def _sorted_records(pairs: list[tuple[bytes, Record]]) -> list[Record]:
-    return [r for _, r in sorted(pairs, key=lambda p: p[0])]
+def diff_listings(path_a: str, path_b: str, max_entries: int = MAX_DIFF_ENTRIES) -> dict[str, Any]:
+    """Entry diff of two ``eifbuild rootfs`` listings, matched by path.
 
-
-def diff_listings(path_a: str, path_b: str) -> dict[str, Any]:
-    """Entry diff of two ``eifbuild rootfs`` listings (matched by path; ``a`` kept in memory)."""
-    a: dict[bytes, Record] = {}
-    for name, rec in read_listing(path_a):
-        _once(path_a, name, rec, a)
-        a[name] = rec
-    entries_a = len(a)
-    added: list[tuple[bytes, Record]] = []
-    changed: list[tuple[bytes, Record]] = []
-    seen: set[bytes] = set()
-    for name, rec in read_listing(path_b):
-        _once(path_b, name, rec, seen)
-        seen.add(name)
-        old = a.pop(name, None)
-        if old is None:
-            added.append((name, rec))
-            continue
-        diffs = {k: (old[k], rec[k]) for k in LISTING_ATTRS if old[k] != rec[k]}
-        if diffs:
-            changed.append((name, change_record(rec["path"], diffs)))
-    removed = list(a.items())
+    Both listings are sorted by path on disk and merged, so memory stays bounded; the entry
+    lists of the result are disk-backed :class:`~eifbuild.diff.spill.SpillList` objects."""
+    added, removed, changed = SpillList(), SpillList(), SpillList()
+    counts = {"a": 0, "b": 0}
+    ia, ib = _sorted_records(path_a, max_entries), _sorted_records(path_b, max_entries)
+    ea, eb = next(ia, None), next(ib, None)
+    while ea is not None or eb is not None:
+        if eb is None or (ea is not None and ea[0] < eb[0]):
+            removed.append(ea[1])  # type: ignore[index]
+            counts["a"] += 1
+            ea = next(ia, None)
+        elif ea is None or eb[0] < ea[0]:
+            added.append(eb[1])
+            counts["b"] += 1
+            eb = next(ib, None)
+        else:
+            old, rec = ea[1], eb[1]
+            diffs = {k: (old[k], rec[k]) for k in LISTING_ATTRS if old[k] != rec[k]}
+            if diffs:
+                changed.append(change_record(rec["path"], diffs))
+            counts["a"] += 1
+            counts["b"] += 1
+            ea, eb = next(ia, None), next(ib, None)
     return {
         "format": LISTING_FORMAT,
         "a": {"path": safe_name(path_a)},
         "b": {"path": safe_name(path_b)},
         "summary": {
-            "entries_a": entries_a,
-            "entries_b": len(seen),
+            "entries_a": counts["a"],
+            "entries_b": counts["b"],
             "added": len(added),
             "removed": len(removed),
             "changed": len(changed),
         },
-        "added": _sorted_records(added),
-        "removed": _sorted_records(removed),
-        "changed": _sorted_records(changed),
+        "added": added,
+        "removed": removed,
+        "changed": changed,
     }

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from eifbuild.diff.listing import LISTING_FORMAT
+from eifbuild.diff.spill import SpillList
 from eifbuild.policy import DIFF_TEMPLATE, environment
 
 DEFAULT_LIMIT = 200
@@ -22,7 +23,49 @@ Doc = dict[str, Any]
 
 def render_json(d: Doc) -> str:
     """The stable machine form: sorted keys, 2-space indent, UTF-8 kept."""
-    return json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    out: list[str] = []
+    write_json(d, out.append)
+    return "".join(out)
+
+
+def write_json(d: Doc, write: Callable[[str], object]) -> None:
+    """:func:`render_json`, streamed to ``write`` piece by piece: the bytes of
+    ``json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\\n"``, but disk-backed
+    entry lists (:class:`~eifbuild.diff.spill.SpillList`) are never held in memory."""
+    _write_value(d, 0, write)
+    write("\n")
+
+
+def _write_value(value: Any, level: int, write: Callable[[str], object]) -> None:
+    pad = "  " * (level + 1)
+    if isinstance(value, dict) and value and _has_spill(value):
+        write("{")
+        for i, key in enumerate(sorted(value)):
+            write(("," if i else "") + "\n" + pad + json.dumps(key, ensure_ascii=False) + ": ")
+            _write_value(value[key], level + 1, write)
+        write("\n" + "  " * level + "}")
+    elif isinstance(value, (list, SpillList)) and value and _has_spill(value):
+        write("[")
+        for i, item in enumerate(value):
+            write(("," if i else "") + "\n" + pad)
+            _write_value(item, level + 1, write)
+        write("\n" + "  " * level + "]")
+    elif isinstance(value, SpillList):
+        write("[]")  # empty
+    else:
+        text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+        write(text.replace("\n", "\n" + "  " * level) if level else text)
+
+
+def _has_spill(value: Any) -> bool:
+    """Whether ``value`` holds a SpillList (then it is written element by element)."""
+    if isinstance(value, SpillList):
+        return True
+    if isinstance(value, dict):
+        return any(_has_spill(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_spill(v) for v in value)
+    return False
 
 
 def render_html(d: Doc, limit: int = DEFAULT_LIMIT) -> str:
@@ -33,14 +76,23 @@ def render_html(d: Doc, limit: int = DEFAULT_LIMIT) -> str:
 
 def render_text(d: Doc, limit: int = DEFAULT_LIMIT) -> str:
     """Human report: summaries first (PCRs, inputs, why), then details."""
+    return "".join(line + "\n" for line in render_lines(d, limit))
+
+
+def render_lines(d: Doc, limit: int = DEFAULT_LIMIT) -> Iterator[str]:
+    """:func:`render_text` line by line (without newlines), streamed."""
     if d["format"] == LISTING_FORMAT:
         rd = {"error": None, **d}
-        head = [f"A: {d['a']['path']}", f"B: {d['b']['path']}"]
-        return "\n".join([*head, *_entry_lines(rd, limit, "rootfs")]) + "\n"
-    lines = [*_header_lines(d), *_pcr_lines(d), *_input_lines(d), *_unmeasured_lines(d)]
+        yield f"A: {d['a']['path']}"
+        yield f"B: {d['b']['path']}"
+        yield from _entry_lines(rd, limit, "rootfs")
+        return
+    yield from _header_lines(d)
+    yield from _pcr_lines(d)
+    yield from _input_lines(d)
+    yield from _unmeasured_lines(d)
     for rd in d["ramdisks"]:
-        lines += _entry_lines(rd, limit, f"ramdisk {rd['index']}")
-    return "\n".join(lines) + "\n"
+        yield from _entry_lines(rd, limit, f"ramdisk {rd['index']}")
 
 
 def _size(row: Doc | None) -> str:
@@ -81,9 +133,11 @@ def _mtime(value: object) -> str:
     return f"{value} ({when} UTC)"
 
 
-def _limited(rows: list[str], limit: int, prefix: str) -> Iterator[str]:
+def _limited(
+    rows: Sequence[Doc] | SpillList, line: Callable[[Doc], str], limit: int, prefix: str
+) -> Iterator[str]:
     for r in rows[:limit]:
-        yield prefix + r
+        yield prefix + line(r)
     if len(rows) > limit:
         yield f"{prefix}... and {len(rows) - limit} more (see --json)"
 
@@ -162,10 +216,10 @@ def _entry_lines(rd: Doc, limit: int, title: str) -> Iterator[str]:
         f"{title}: {s['added']} added, {s['removed']} removed, {s['changed']} changed"
         f"{inode} (entries {s['entries_a']} -> {s['entries_b']})"
     )
-    yield from _limited([_entry_line(e) for e in rd["added"]], limit, "  + ")
-    yield from _limited([_entry_line(e) for e in rd["removed"]], limit, "  - ")
-    yield from _limited([_change_line(c) for c in rd["changed"]], limit, "  ~ ")
-    yield from _limited([_change_line(c) for c in rd.get("inode_only", [])], limit, "  i ")
+    yield from _limited(rd["added"], _entry_line, limit, "  + ")
+    yield from _limited(rd["removed"], _entry_line, limit, "  - ")
+    yield from _limited(rd["changed"], _change_line, limit, "  ~ ")
+    yield from _limited(rd.get("inode_only", []), _change_line, limit, "  i ")
     only_mtimes = all(set(c["changes"]) == {"mtime"} for c in rd["changed"])
     if rd["changed"] and only_mtimes and not (rd["added"] or rd["removed"]):
         yield (
