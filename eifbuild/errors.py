@@ -69,3 +69,11 @@ class VerificationError(EifbuildError):
 
 class RegistryError(EifbuildError):
     """A registry request failed (auth, not found, digest mismatch, too large, unreachable)."""
+
+
+class PolicyError(EifbuildError):
+    """A key policy cannot be produced, read, merged or checked (bad input, template, JSON)."""
+
+
+class AttestationError(EifbuildError):
+    """A Nitro attestation document is malformed, or its signature or certificate chain fails."""

@@ -8,6 +8,7 @@ hashlib from the EIF's inputs (spec eif-format §6).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +34,12 @@ META = encode_metadata("img", "1", "1970-01-01T00:00:00+00:00", "eifbuild", "0",
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def sid_for(pcrs: dict[int, str]) -> str:
+    """The documented Sid rule: AllowEnclave + 16 hex of SHA-256 over "PCR0=..;PCR1=..;..."."""
+    text = ";".join(f"PCR{i}={v.lower()}" for i, v in sorted(pcrs.items()))
+    return "AllowEnclave" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def expected_policy(
     pcrs: dict[int, str],
     actions: list[str] | None = None,
@@ -51,7 +58,7 @@ def expected_policy(
                 "Resource": "*",
             },
             {
-                "Sid": "AllowEnclaveWithPinnedMeasurements",
+                "Sid": sid_for(pcrs),
                 "Effect": "Allow",
                 "Principal": {"AWS": role},
                 "Action": actions or ["kms:Decrypt"],

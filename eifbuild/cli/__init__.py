@@ -47,6 +47,13 @@ COMMANDS: dict[str, str] = {
     "push": "push",
     "pull": "pull",
     "cache": "cache",
+    "attestation": "attestation",
+}
+
+# Reserved first words after a command: `eifbuild policy lint X` runs the module policy_lint.
+# Any other first word keeps the command's own form (`eifbuild policy app.eif ...`).
+NESTED: dict[str, dict[str, str]] = {
+    "policy": {"lint": "policy_lint", "check": "policy_check"},
 }
 
 EPILOG = """exit codes:
@@ -90,14 +97,38 @@ def build_parser() -> argparse.ArgumentParser:
         )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
+        for word, nested_mod in NESTED.get(name, {}).items():
+            sub_mod = importlib.import_module(f"eifbuild.cli.{nested_mod}")
+            q = sub.add_parser(  # no help=: not listed on its own in `eifbuild --help`
+                f"{name} {word}",
+                description=sub_mod.DESCRIPTION,
+                epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+            sub_mod.add_arguments(q)
+            q.set_defaults(_run=sub_mod.run)
     return parser
+
+
+def _route_nested(argv: Sequence[str]) -> list[str]:
+    """``policy lint ...`` -> ``"policy lint" ...`` so argparse picks the nested parser."""
+    out = list(argv)
+    for i, word in enumerate(out):
+        if word == "--":
+            break
+        if word.startswith("-"):
+            continue  # global options (--debug) come before the command
+        if word in NESTED and i + 1 < len(out) and out[i + 1] in NESTED[word]:
+            out[i : i + 2] = [f"{word} {out[i + 1]}"]
+        break
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run eifbuild with ``argv`` (without the program name); return the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_route_nested(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: --help / --version (0) or usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     previous = _install_sigterm_handler()
