@@ -36,6 +36,7 @@ from eifbuild.policy.render import (
     parse_pcr_list,
     pcr_warnings,
     render_format,
+    render_policy,
     select_pcrs,
     templates_dir,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "parse_policy",
     "pcr_warnings",
     "render_format",
+    "render_policy",
     "select_pcrs",
     "templates_dir",
 ]
