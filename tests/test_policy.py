@@ -317,7 +317,9 @@ def test_wheel_ships_templates(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     [wheel] = (tmp_path / "w").glob("eifbuild-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for tpl in ("kms-key-policy.json.j2", "diff-report.html.j2"):
+    assert "eifbuild/data/aws-nitro-enclaves-root-g1.pem" in names  # the pinned attestation root
+    templates = ("kms-key-policy.json.j2", "kms-key-policy.tf.j2", "kms-key-policy.cfn.json.j2")
+    for tpl in (*templates, "diff-report.html.j2"):
         data = [n for n in names if n.endswith(f".data/data/share/eifbuild/templates/{tpl}")]
         assert data, names
         assert zipfile.ZipFile(wheel).read(data[0]) == (ROOT / "templates" / tpl).read_bytes()
