@@ -39,7 +39,7 @@ _RFC3339_RE = re.compile(
 def normalize_rfc3339(text: str) -> str | None:
     """``text`` re-written as chrono's ``DateTime<Utc>::to_rfc3339`` writes it, or None.
 
-    That is nitro-cli's BuildTime form (eif-format.md §5.2): the instant converted to UTC,
+    That is nitro-cli's BuildTime form (docs/spec/eif.md §5.2): the instant converted to UTC,
     ``YYYY-MM-DDTHH:MM:SS``, then ``.fff``, ``.ffffff`` or ``.fffffffff`` (the shortest that is
     exact; nothing for whole seconds), then ``+00:00`` (never ``Z``). Fraction digits past
     nanoseconds are dropped, as chrono's parser does. None when ``text`` is not an RFC 3339

@@ -4,7 +4,7 @@ Order of precedence for the directory: ``--blobs DIR``, else ``$NITRO_CLI_BLOBS`
 eifbuild's own kernel and init (``eifbuild.kernel.default_blobs_dir(arch)``). Individual files
 can be overridden (``--kernel``, ``--kernel-config``, ``--cmdline``, ``--init``, ``--nsm``).
 
-File names (spec ``nitro-cli-layout.md`` §2, §11): ``bzImage`` (x86_64) or ``Image``
+File names (docs/spec/ramdisk-layout.md §2, §11): ``bzImage`` (x86_64) or ``Image``
 (aarch64), ``<kernel>.config``, ``cmdline``, ``init``, ``nsm.ko``. nitro-cli chooses the kernel
 by the *host* architecture; eifbuild chooses it by the *image* architecture, so a build for the
 other architecture needs that architecture's blobs either way. A missing ``nsm.ko`` means the

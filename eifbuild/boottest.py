@@ -275,7 +275,7 @@ class BootFiles:
 
 
 def eif_arch(eif: Path) -> str:
-    """``x86_64`` or ``aarch64``, from the EIF header's flags (spec eif-format.md §11)."""
+    """``x86_64`` or ``aarch64``, from the EIF header's flags (docs/spec/eif.md §11)."""
     with EifReader(eif) as reader:
         arch = str(reader.arch.value)
     if arch not in QEMU_BY_ARCH:

@@ -31,7 +31,7 @@ ELF_MACHINES: dict[str, str] = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 MAX_MODULE_BYTES = 64 * 1024 * 1024  # a module is read whole (pyelftools needs seeking)
 _KERNEL_PROBE_BYTES = 0x10000
 _ARM64_HEADER_BYTES = 64
-# text_offset the Nitro loader needs in an arm64 Image header (spec eif-format.md §11).
+# text_offset the Nitro loader needs in an arm64 Image header (docs/spec/eif.md §11).
 ARM64_TEXT_OFFSET = 0x200000
 # What pyelftools raises on hostile input (found by fuzzing: huge offsets -> OSError from seek).
 _PARSE_ERRORS = (

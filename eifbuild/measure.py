@@ -1,4 +1,4 @@
-"""PCR measurements as AWS computes them (spec eif-format.md §6).
+"""PCR measurements as AWS computes them (docs/spec/eif.md §6).
 
 ``PCR = SHA-384(48 zero bytes || SHA-384(content))``: a single TPM-style extend of an all-zero
 register with the digest of the content. Everything here streams.
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from eifbuild.crc import Crc32
 from eifbuild.errors import SigningError
 
-HASH_ALGORITHM = "Sha384 { ... }"  # what AWS's released tools print (cosmetic, spec §6.3)
+# What AWS's released tools print (cosmetic, docs/spec/eif.md §6.3).
+HASH_ALGORITHM = "Sha384 { ... }"
 DIGEST_SIZE = 48
 CHUNK = 1 << 20
 # Below this size, a second thread costs more than it saves.

@@ -1,6 +1,6 @@
 """The two ramdisks of an EIF, laid out exactly as nitro-cli 1.5 / linuxkit 1.5.2 write them.
 
-Every linuxkit rule lives in this module (spec ``nitro-cli-layout.md`` §7-§8): the fixed
+Every linuxkit rule lives in this module (docs/spec/ramdisk-layout.md §7-§8): the fixed
 mtime, the ``rootfs/`` prefix, the exclude / replace / touch tables, hard links turned into
 relative symlinks, the duplicate ``files:`` entries, ``cmd`` and ``env``. The ``docker export``
 emulation itself is :mod:`eifbuild.rootfs` (layer merge, walk order) and
@@ -62,10 +62,10 @@ assert list(TOUCH) == sorted(TOUCH)
 # The customer YAML's `files:` directories, in YAML order, after a second `rootfs` parent.
 FILES_DIRS = (b"dev", b"run", b"sys", b"var", b"proc", b"tmp")
 
-# --- decisions (spec §12 / §14) ---------------------------------------------------------------
+# --- decisions (docs/adr/0001-ramdisk-decisions-table.md) --------------------------------------
 
 DECISIONS = {
-    "export_dir_slash": "Directories from the export keep Docker's trailing '/' (observed, spec §14).",
+    "export_dir_slash": "Directories from the export keep Docker's trailing '/' (observed, docs/spec/ramdisk-layout.md §14).",
     "workdir": (
         "A Config.WorkingDir missing from the image is created by the export emulation "
         "(eifbuild.dockerexport.add_init_layer, the one place for it) as 0755 root directories with "
@@ -113,7 +113,7 @@ def _dir(name: bytes, perm: int = 0o755, mtime: int = LINUXKIT_MTIME) -> Member:
 
 
 def bootstrap_members(init: Path, nsm: Path | None, modules: Sequence[Path] = ()) -> list[Member]:
-    """Spec §7: ``dev``, ``init``, ``nsm.ko`` (or the modules form, or nothing for built-in NSM)."""
+    """docs/spec/ramdisk-layout.md §7: ``dev``, ``init``, ``nsm.ko`` (or the modules form, or nothing for built-in NSM)."""
     members = [_dir(b"dev"), _blob_member(b"init", init, 0o755)]
     if modules:
         names = [os.fsencode(p.name) for p in modules]
@@ -176,7 +176,7 @@ def go_rel(base: bytes, target: bytes) -> bytes | None:
 
 
 def hardlink_target(name: bytes, linkname: bytes) -> bytes:
-    """The symlink target gocpio's converter writes for a tar hard link (spec §6.3)."""
+    """The symlink target gocpio's converter writes for a tar hard link (docs/spec/ramdisk-layout.md §6.3)."""
     parent = name.rsplit(b"/", 1)[0] if b"/" in name else b""
     rel = go_rel(parent, linkname)
     return rel if rel is not None else b"/" + linkname
@@ -204,7 +204,7 @@ def _entry_member(name: bytes, e: Entry, mtime: int) -> Member:
 
 
 def _rewrite(e: Entry, clamp: int | None, found: set[bytes]) -> Member | None:
-    """linuxkit's exclude / replace / touch rules for one export entry (spec §8.3)."""
+    """linuxkit's exclude / replace / touch rules for one export entry (docs/spec/ramdisk-layout.md §8.3)."""
     name = export_name(e)
     if name in EXCLUDE:
         return None
@@ -223,7 +223,7 @@ def _rewrite(e: Entry, clamp: int | None, found: set[bytes]) -> Member | None:
 
 
 def _missing_touch(name: bytes) -> Member:
-    """Spec §8.4: a touch entry the export lacked."""
+    """docs/spec/ramdisk-layout.md §8.4: a touch entry the export lacked."""
     full = PREFIX + name.rstrip(b"/")
     if name == b"etc/hosts":
         return Member(full, S_IFREG, 0o644, mtime=LINUXKIT_MTIME, data=HOSTS)
@@ -241,7 +241,7 @@ def customer_members(
     *,
     clamp_mtime: int | None = None,
 ) -> Iterator[Member]:
-    """The customer ramdisk's members (spec §8.1), from entries in docker-export order."""
+    """The customer ramdisk's members (docs/spec/ramdisk-layout.md §8.1), from entries in docker-export order."""
     yield _dir(PREFIX_DIR)
     found: set[bytes] = set()
     for e in export:

@@ -24,7 +24,7 @@ S: dict[str, Any] = VECTORS["synthetic_v4"]
 
 
 def spec_eif() -> bytes:
-    """The spec's synthetic v4 file (eif-format.md §14.4), from its header table and hex."""
+    """The spec's synthetic v4 file (docs/spec/eif.md §14.4), from its header table and hex."""
     header = bytes.fromhex(S["header_0x000_0x01b"])
     header += bytes.fromhex(S["header_offsets_0_4"]).ljust(256, b"\0")
     header += bytes.fromhex(S["header_sizes_0_4"]).ljust(256, b"\0")

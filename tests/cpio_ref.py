@@ -1,4 +1,4 @@
-"""A small, independent newc reader written from spec nitro-cli-layout.md §6 for the tests.
+"""A small, independent newc reader written from docs/spec/ramdisk-layout.md §6 for the tests.
 
 It shares no code with ``eifbuild.cpio``: it parses the whole archive from bytes with plain
 slicing and checks the layout invariants the spec states (magic, lowercase hex, 4-byte
@@ -76,7 +76,7 @@ def parse(archive: bytes) -> list[RefEntry]:
 
 
 def check_gocpio_invariants(entries: list[RefEntry]) -> None:
-    """Rules every linuxkit/gocpio archive obeys (spec §6.1)."""
+    """Rules every linuxkit/gocpio archive obeys (docs/spec/ramdisk-layout.md §6.1)."""
     for i, e in enumerate(entries):
         assert e.ino == 721 + i, (e.name, e.ino)
         assert (e.devmajor, e.devminor) == (3, 1), e.name

@@ -1,4 +1,4 @@
-"""Independent reference checks of EIF signatures, written from eif-format.md §2, §6, §7.
+"""Independent reference checks of EIF signatures, written from docs/spec/eif.md §2, §6, §7.
 
 Uses only the standard library, cbor2 and cryptography; it deliberately does not import
 ``eifbuild.sign`` (nor any eifbuild module), so a bug there cannot hide itself here.
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
-# curve -> (protected header bytes, hash, coordinate size)   (spec §7.2 table)
+# curve -> (protected header bytes, hash, coordinate size)   (docs/spec/eif.md §7.2 table)
 CURVES = {
     "secp256r1": (bytes.fromhex("a10126"), hashes.SHA256(), 32),
     "secp384r1": (bytes.fromhex("a1013822"), hashes.SHA384(), 48),
@@ -29,7 +29,7 @@ CURVES = {
 
 
 def pcr(content: bytes) -> bytes:
-    """PCR = SHA-384(48 zero bytes || SHA-384(content)) (spec §6.1)."""
+    """PCR = SHA-384(48 zero bytes || SHA-384(content)) (docs/spec/eif.md §6.1)."""
     return hashlib.sha384(b"\0" * 48 + hashlib.sha384(content).digest()).digest()
 
 
@@ -39,12 +39,12 @@ def pcr8(cert_pem: bytes) -> bytes:
 
 
 def pcr_info(pcr0: bytes) -> bytes:
-    """Spec §7.3: map of two text keys; the value as an array of uints (cbor2 encodes ints minimally)."""
+    """docs/spec/eif.md §7.3: map of two text keys; the value as an array of uints (cbor2 encodes ints minimally)."""
     return cbor2.dumps({"register_index": 0, "register_value": list(pcr0)})
 
 
 def section(cert_pem: bytes, cose: bytes) -> bytes:
-    """Spec §7.1 outer structure for one entry."""
+    """docs/spec/eif.md §7.1 outer structure for one entry."""
     return cbor2.dumps([{"signing_certificate": list(cert_pem), "signature": list(cose)}])
 
 

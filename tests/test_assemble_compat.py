@@ -1,7 +1,7 @@
 """``assemble`` against an independent model of AWS ``eif_build`` 0.3.1, option by option.
 
-The model is written here from spec eif-format.md §1-§5 and §10.2 (metadata as eif_build
-fills it, including its ``--version`` bug) with struct/zlib/json/hashlib only; §14.4/§16
+The model is written here from docs/spec/eif.md §1-§5 and §10.2 (metadata as eif_build
+fills it, including its ``--version`` bug) with struct/zlib/json/hashlib only; docs/spec/eif.md §14.4, §16
 confirm the model's unsigned default case against the real eif_build. Each case runs the
 eifbuild CLI with the flags that reproduce eif_build's file and compares the bytes.
 """
@@ -30,7 +30,7 @@ def _js(value: Any) -> str:
 
 
 def model_metadata(opts: dict[str, Any], kernel_name: str) -> bytes:
-    """eif_build 0.3.1's metadata (spec §5.1, §10.2): ImageVersion is the --name value."""
+    """eif_build 0.3.1's metadata (docs/spec/eif.md §5.1, §10.2): ImageVersion is the --name value."""
     name = opts.get("name")
     build = [
         ("BuildTime", opts["build_time"]),
@@ -51,7 +51,7 @@ def model_metadata(opts: dict[str, Any], kernel_name: str) -> bytes:
 def model_eif(
     opts: dict[str, Any], ramdisks: list[bytes], kernel: bytes = KERNEL, cmdline: str = CMDLINE
 ) -> bytes:
-    """The whole file eif_build writes (spec §1-§3): header, then type/flags/size + data."""
+    """The whole file eif_build writes (docs/spec/eif.md §1-§3): header, then type/flags/size + data."""
     sections = [(1, kernel), (2, cmdline.encode()), (5, model_metadata(opts, "bzImage"))]
     sections += [(3, rd) for rd in ramdisks]
     offsets, sizes, body, pos = [], [], b"", 548
@@ -136,7 +136,7 @@ def test_assemble_matches_eif_build_model(
 
 
 def test_model_reproduces_the_confirmed_vector() -> None:
-    """The model itself gives §14.4's SHA-256 for its inputs (confirmed against eif_build, §16)."""
+    """The model gives the SHA-256 of docs/spec/eif.md §14.4, §16 (confirmed against eif_build)."""
     opts = {"build_time": "2024-01-01T00:00:00+00:00"}
     data = model_eif(opts, [b"RAMDISK0", b"RAMDISK1"], b"KERNEL", "console=ttyS0")
     assert hashlib.sha256(data).hexdigest() == (
@@ -148,7 +148,7 @@ def test_kernel_config_gives_os_and_version_from_line_three(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """eif_build's --kernel_config output is not reproducible (it stamps the clock); eifbuild
-    takes OperatingSystem/KernelVersion from line 3 as nitro-cli does (spec §5.2) and keeps
+    takes OperatingSystem/KernelVersion from line 3 as nitro-cli does (docs/spec/eif.md §5.2) and keeps
     every other option."""
     (tmp_path / "bzImage").write_bytes(KERNEL)
     (tmp_path / "rd0").write_bytes(RAMDISKS[0])

@@ -21,7 +21,7 @@ SDE = "1700000000"
 
 
 def sections(eif: bytes) -> list[tuple[int, bytes]]:
-    """(type, data) of every section, walked from offset 548 (spec eif-format §1, §3)."""
+    """(type, data) of every section, walked from offset 548 (docs/spec/eif.md §1, §3)."""
     out, off = [], 548
     while off + 12 <= len(eif):
         stype, _flags, size = struct.unpack(">HHQ", eif[off : off + 12])

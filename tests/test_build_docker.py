@@ -1,7 +1,7 @@
 """Customer ramdisks of generated images vs. a real `docker export`, across transports.
 
 The expected ramdisk is computed here from the daemon's own `docker export` tar with an
-independent reading of spec nitro-cli-layout.md §8 (linuxkit's exclude/replace/touch rules,
+independent reading of docs/spec/ramdisk-layout.md §8 (linuxkit's exclude/replace/touch rules,
 hard links as relative symlinks, the files: section, gocpio fields), and compared entry by
 entry with what `eifbuild build` wrote, read back with tests/cpio_ref.py.
 """
@@ -156,7 +156,7 @@ def _row(
 
 
 def expected_from_export(tar_path: Path, cmd: bytes, env: bytes) -> list[Row]:
-    """Spec §8.1-§8.5 applied to a real export tar (written from the spec, not from eifbuild)."""
+    """docs/spec/ramdisk-layout.md §8.1-§8.5 applied to a real export tar (written from the spec, not from eifbuild)."""
     exclude = {".dockerenv", "Dockerfile", "dev/console", "dev/pts", "dev/shm", "etc/hostname"}
     touch = {
         "dev/",

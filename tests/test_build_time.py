@@ -1,4 +1,4 @@
-"""BuildTime: SOURCE_DATE_EPOCH, else the image's ``created`` in nitro-cli's form (eif-format §5.2).
+"""BuildTime: SOURCE_DATE_EPOCH, else the image's ``created`` in nitro-cli's form (docs/spec/eif.md §5.2).
 
 Expected strings are written from the spec's description of chrono's ``to_rfc3339`` (UTC,
 ``.fff``/``.ffffff``/``.fffffffff`` only as needed, ``+00:00``), and in the property test

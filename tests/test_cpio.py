@@ -1,4 +1,4 @@
-"""newc writer/reader: spec §6-§7 golden bytes, round trips, GNU cpio, hostile input."""
+"""newc writer/reader: docs/spec/ramdisk-layout.md §6-§7 golden bytes, round trips, GNU cpio, hostile input."""
 
 from __future__ import annotations
 
@@ -300,7 +300,7 @@ def test_header_parser_rejects_what_int_would_take(field: int, text: bytes) -> N
 
 
 def ref_write(members: list[Member]) -> bytes:
-    """gocpio's layout written the obvious way (spec §6), one member at a time."""
+    """gocpio's layout written the obvious way (docs/spec/ramdisk-layout.md §6), one member at a time."""
     out = bytearray()
     ino = 721
 

@@ -1,7 +1,7 @@
 """`eifbuild diff`: PCR causes, input digests, cmdline/metadata, per-entry ramdisk diffs.
 
 EIFs are written with the real writer and real newc ramdisks; expected digests and PCRs are
-computed here with hashlib from the section bytes (spec eif-format §6), and the expected entry
+computed here with hashlib from the section bytes (docs/spec/eif.md §6), and the expected entry
 differences follow from how each test builds its archives.
 """
 

@@ -153,7 +153,7 @@ def test_assemble_help_documents_eif_build_differences(capsys: pytest.CaptureFix
     text = " ".join(out.split())  # line breaks in the description do not matter
     assert "--build-tool eif_build --build-tool-version 0.3.1" in text
     for difference in (
-        "--version sets ImageVersion",  # eif_build bug 1 (spec §10.3)
+        "--version sets ImageVersion",  # eif_build bug 1 (docs/spec/eif.md §10.3)
         "eif_build: --kernel_config",  # bug 2 and the flag's spelling
         "never the clock",  # BuildTime default
         "must be RFC 3339",
@@ -167,7 +167,7 @@ def test_assemble_help_documents_eif_build_differences(capsys: pytest.CaptureFix
 
 
 def _cose_sign1(key: ec.EllipticCurvePrivateKey, pcr0_raw: bytes) -> bytes:
-    """COSE_Sign1 (untagged, ES384) over PcrInfo{0, pcr0}, built from spec §7.2-§7.4."""
+    """COSE_Sign1 (untagged, ES384) over PcrInfo{0, pcr0}, built from docs/spec/eif.md §7.2-§7.4."""
     payload = (b"\xa2" + cbor_text("register_index") + cbor_head(0, 0)
                + cbor_text("register_value") + cbor_uint_array(pcr0_raw))  # fmt: skip
     protected = bytes.fromhex("a1013822")

@@ -1,4 +1,4 @@
-"""Metadata JSON: serde_json's exact bytes (spec eif-format.md §5), parsing and limits."""
+"""Metadata JSON: serde_json's exact bytes (docs/spec/eif.md §5), parsing and limits."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ META = encode_metadata("img", "1.0", "1970-01-01T00:00:00+00:00", "eifbuild", "0
 def pack_eif(
     sections: list[tuple[int, bytes]], version: int = 4, flags: int = 0, num: int | None = None
 ) -> bytes:
-    """Independent packer (spec §1-§3): header, then contiguous sections, CRC over both."""
+    """Independent packer (docs/spec/eif.md §1-§3): header, then contiguous sections, CRC over both."""
     offsets, sizes, body, pos = [], [], b"", 548
     for stype, data in sections:
         offsets.append(pos)

@@ -1,4 +1,4 @@
-"""Every vector of spec eif-format.md §14 as a golden test.
+"""Every vector of docs/spec/eif.md §14 as a golden test.
 
 Expected bytes are assembled here from the spec's hex; nothing expected comes from the code
 under test.
@@ -35,7 +35,7 @@ S: dict[str, Any] = V["synthetic_v4"]
 
 
 def spec_file_bytes() -> bytes:
-    """The §14.4 file, assembled from the spec's header table and section hex."""
+    """The docs/spec/eif.md §14.4 file, assembled from the spec's header table and section hex."""
     header = bytes.fromhex(S["header_0x000_0x01b"])
     header += bytes.fromhex(S["header_offsets_0_4"]).ljust(256, b"\0")
     header += bytes.fromhex(S["header_sizes_0_4"]).ljust(256, b"\0")
@@ -168,7 +168,7 @@ def test_describe_cli_on_spec_file(tmp_path: Path, capsys: pytest.CaptureFixture
     }
 
 
-# ---------------------------------------------------------------- §14.1 CBOR and COSE
+# ----------------------------------------------- docs/spec/eif.md §14.1 CBOR and COSE
 
 
 def test_cbor_pcr_info_vector() -> None:
@@ -244,7 +244,7 @@ def test_signing_payload_for_synthetic_pcr0(tmp_path: Path) -> None:
     assert hashlib.sha384(sig_structure).hexdigest() == S["sig_structure_sha384"]
 
 
-# ---------------------------------------------------------------- §14.3 hashes
+# ----------------------------------------------- docs/spec/eif.md §14.3 hashes
 
 
 def test_empty_content_pcr() -> None:

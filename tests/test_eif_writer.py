@@ -26,7 +26,7 @@ META = encode_metadata("img", "1.0", "1970-01-01T00:00:00+00:00", "eifbuild", "0
 
 
 def ref_parse(data: bytes) -> dict[str, Any]:
-    """Independent reading of spec §1-§3 with struct."""
+    """Independent reading of docs/spec/eif.md §1-§3 with struct."""
     magic, version, flags, mem, cpus, _res, num = struct.unpack_from(">4sHHQQHH", data, 0)
     offsets = struct.unpack_from(">32Q", data, 28)
     sizes = struct.unpack_from(">32Q", data, 284)

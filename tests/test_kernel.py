@@ -33,7 +33,7 @@ from eifbuild.kernel import (
 from tests.conftest import ROOT, require
 
 KERNELS = ROOT / "kernels"
-# nitro-cli blobs/x86_64/cmdline @ 2950b36 (spec nitro-cli-layout.md §10): 120 bytes with "\n".
+# nitro-cli blobs/x86_64/cmdline @ 2950b36 (docs/spec/ramdisk-layout.md §10): 120 bytes with "\n".
 NITRO_X86_CMDLINE = (
     b"reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux "
     b"i8042.nopnp i8042.dumbkbd random.trust_cpu=on\n"
@@ -98,7 +98,8 @@ def test_vsock_patch_removes_the_pushback_counter() -> None:
     text = "".join(p.read_text() for p in patch)
     removed = [ln for ln in text.splitlines() if ln.startswith("-") and "queued_replies" in ln]
     added = [ln for ln in text.splitlines() if ln.startswith("+") and "queued_replies" in ln]
-    assert len(removed) == 6 and not added  # spec §3: six references in 6.12.95
+    # docs/spec/kernel-and-init.md §3: six references in 6.12.95
+    assert len(removed) == 6 and not added
 
 
 # ------------------------------------------------------------------------- config checks

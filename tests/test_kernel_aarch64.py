@@ -21,7 +21,7 @@ from eifbuild.kernel import cache_dir, default_blobs_dir, kernel_cache_key, load
 from tests.conftest import ROOT, require
 
 KERNELS = ROOT / "kernels"
-# nitro-cli blobs/aarch64/cmdline (spec nitro-cli-layout.md §10): 85 bytes with "\n".
+# nitro-cli blobs/aarch64/cmdline (docs/spec/ramdisk-layout.md §10): 85 bytes with "\n".
 NITRO_AARCH64_CMDLINE = (
     b"reboot=k panic=30 pci=off nomodules console=ttyS0 random.trust_cpu=on root=/dev/ram0\n"
 )

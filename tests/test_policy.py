@@ -3,7 +3,7 @@
 The expected policy is assembled in the test from the KMS documentation of the Nitro
 condition keys (``kms:RecipientAttestation:PCR<n>`` under ``StringEqualsIgnoreCase``, a
 statement for the role, and the usual root-account statement), with PCR values computed by
-hashlib from the EIF's inputs (spec eif-format §6).
+hashlib from the EIF's inputs (docs/spec/eif.md §6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Customer/bootstrap layouts on synthetic export entries (spec §8.6 worked example and rules)."""
+"""Customer/bootstrap layouts on synthetic export entries (docs/spec/ramdisk-layout.md §8.6 worked example and rules)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _d(path: bytes, mode: int = 0o755, mtime: int = T, **kw: int) -> Entry:
 
 
 def worked_example_export() -> list[Entry]:
-    """What rootfs.docker_export_entries yields for the §8.6 image (init layer included)."""
+    """What rootfs.docker_export_entries yields for the docs/spec/ramdisk-layout.md §8.6 image (init layer included)."""
     return [
         _f(b".dockerenv", b"", 0o755, W),
         _d(b"bin"),
@@ -237,7 +237,7 @@ _entries = st.lists(
 def test_property_customer_rules(
     items: list[tuple[bytes, EntryType, int, int]], clamp: int | None
 ) -> None:
-    """Every export entry ends up exactly as spec §8.3 says, whatever the mix of names/types."""
+    """Every export entry ends up exactly as docs/spec/ramdisk-layout.md §8.3 says, whatever the mix of names/types."""
     entries = []
     for name, t, mode, mtime in items:
         kw = {

@@ -1,4 +1,4 @@
-"""COSE_Sign1, Sig_structure and PcrInfo against the spec's vectors (eif-format.md §14.1, §14.4)."""
+"""COSE_Sign1, Sig_structure and PcrInfo against the spec's vectors (docs/spec/eif.md §14.1, §14.4)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from eifbuild.errors import VerificationError
 from eifbuild.sign import cose
 
-# §14.1: PcrInfo{0, bytes 0x00..0x2f}
+# docs/spec/eif.md §14.1: PcrInfo{0, bytes 0x00..0x2f}
 PCRINFO_0_2F = bytes.fromhex(
     "a26e72656769737465725f696e646578006e72656769737465725f76616c75659830000102030405060708090a0b0c0d0e0f"
     "101112131415161718181819181a181b181c181d181e181f1820182118221823182418251826182718281829182a182b182c"
     "182d182e182f"
 )
-# §14.4: PCR0 of the synthetic EIF, its PcrInfo and the SHA-384 of the ES384 Sig_structure
+# docs/spec/eif.md §14.4: PCR0 of the synthetic EIF, its PcrInfo and the SHA-384 of the ES384 Sig_structure
 PCR0_144 = bytes.fromhex(
     "61fd2b06210a933b3db5e15c5752e394894bb097f7f1d96ad1f55a7525d0d7aa2c63b235f44420b12d8376cc392bdefb"
 )

@@ -1,6 +1,6 @@
 """EIFs re-signed by ``nitro-cli sign-eif``: the header keeps the old signature's size.
 
-The file is synthesized here the way spec eif-format.md §7.5 describes nitro-cli's re-sign
+The file is synthesized here the way docs/spec/eif.md §7.5 describes nitro-cli's re-sign
 (signature section replaced in place, ``section_sizes`` entry untouched, CRC recomputed
 sequentially), with the new signature made by cbor2 + cryptography, not by eifbuild.
 describe/verify/measure accept it with a warning naming the stale entry (as AWS's sequential
@@ -34,7 +34,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def ref_es256_cose(key_path: Path, pcr0: bytes) -> bytes:
-    """COSE_Sign1 (ES256, untagged) over PcrInfo{0, pcr0}, written from spec §7.2-§7.4."""
+    """COSE_Sign1 (ES256, untagged) over PcrInfo{0, pcr0}, written from docs/spec/eif.md §7.2-§7.4."""
     key = serialization.load_pem_private_key(key_path.read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     protected = bytes.fromhex("a10126")

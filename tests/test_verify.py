@@ -219,7 +219,7 @@ def test_describe_fails_on_bad_signature(
 
 
 def replace_signature_section(path: Path, section: bytes) -> None:
-    """Swap the last (signature) section for ``section``, fixing header size and CRC (spec §2)."""
+    """Swap the last (signature) section for ``section``, fixing header size and CRC (docs/spec/eif.md §2)."""
     import zlib
 
     raw = path.read_bytes()
@@ -281,7 +281,7 @@ def test_two_signature_entries_fail(
 def test_describe_signature_check_false_for_another_pcr0(
     signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """As describe-eif (spec §8.1): a valid signature over another PCR0 is SignatureCheck
+    """As describe-eif (docs/spec/eif.md §8.1): a valid signature over another PCR0 is SignatureCheck
     false (not an error); the changed kernel byte also breaks the CRC."""
     eif, cert = signed
     flip(eif, section_data_offsets(eif)[1][0] + 7)

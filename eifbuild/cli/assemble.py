@@ -4,7 +4,7 @@ With the same values, the file is byte-identical to AWS's ``eif_build`` 0.3.1. T
 an ``eif_build`` file, pass ``--build-tool eif_build --build-tool-version 0.3.1`` and its
 ``--build-time`` (and, if it was given ``--name N``, also ``--version N``).
 
-Deliberate differences from ``eif_build`` (spec eif-format.md §10.3):
+Deliberate differences from ``eif_build`` (docs/spec/eif.md §10.3):
 
 * ``--version`` sets ImageVersion. ``eif_build`` ignores it and writes the ``--name`` value
   (or 1.0); eifbuild writes 1.0 when ``--version`` is not given.

@@ -1,6 +1,6 @@
 """Streaming newc writer reproducing the bytes of gocpio, the writer linuxkit vendors.
 
-Spec ``nitro-cli-layout.md`` §6: lowercase ``%08x`` fields, inode numbers from 721 (the trailer
+docs/spec/ramdisk-layout.md §6: lowercase ``%08x`` fields, inode numbers from 721 (the trailer
 included), nlink 2 for directories and 1 otherwise, device fields 3/1, 4-byte alignment on the
 running archive offset, a ``TRAILER!!!`` entry and zero padding to a multiple of 512 bytes.
 Output depends only on the members given: no clock, no host ids, no listing order.

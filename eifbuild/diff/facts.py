@@ -80,7 +80,7 @@ def ramdisk_name(index: int) -> str:
 
 
 def input_pcrs(kind: SectionType, ramdisk_index: int = 0) -> tuple[str, ...]:
-    """The PCRs an input feeds (spec eif-format §6.2)."""
+    """The PCRs an input feeds (docs/spec/eif.md §6.2)."""
     if kind is SectionType.RAMDISK and ramdisk_index > 0:
         return ("PCR0", "PCR2")
     return ("PCR0", "PCR1")

@@ -1,4 +1,4 @@
-"""Byte layout of the EIF header and section headers (spec eif-format.md §1-§3).
+"""Byte layout of the EIF header and section headers (docs/spec/eif.md §1-§3).
 
 All integers are big-endian; there is no padding anywhere.
 """
@@ -31,7 +31,7 @@ assert _SECTION.size == SECTION_HEADER_SIZE
 
 
 class SectionType(enum.IntEnum):
-    """Section type values (spec §3.1). 0 and values >= 6 are invalid."""
+    """Section type values (docs/spec/eif.md §3.1). 0 and values >= 6 are invalid."""
 
     KERNEL = 1
     CMDLINE = 2

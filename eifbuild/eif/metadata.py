@@ -1,4 +1,4 @@
-"""The metadata section (type 5): JSON written byte-for-byte as serde_json does (spec §5).
+"""The metadata section (type 5): JSON written byte-for-byte as serde_json does (docs/spec/eif.md §5).
 
 * compact, UTF-8 written raw, fixed top-level and ``BuildMetadata`` key order;
 * ``DockerInfo`` / ``CustomMetadata`` are arbitrary JSON values whose object keys are sorted at

@@ -1,4 +1,4 @@
-"""A bounded EIF reader that is safe on hostile files (spec eif-format.md §2, §3, §8.4).
+"""A bounded EIF reader that is safe on hostile files (docs/spec/eif.md §2, §3, §8.4).
 
 Opening validates everything that can be checked without reading section data: magic,
 version (3 or 4), reserved header bits, section count (<= 32), every offset and size against

@@ -1,4 +1,4 @@
-"""The signature SECTION's outer CBOR (spec eif-format.md §7.1).
+"""The signature SECTION's outer CBOR (docs/spec/eif.md §7.1).
 
 It is serde's encoding of ``Vec<PcrSignature { signing_certificate: Vec<u8>, signature: Vec<u8> }>``:
 an array of maps with text keys in field order, where both byte vectors are CBOR **arrays of

@@ -1,6 +1,6 @@
 """Streaming, single-pass EIF v4 writer, byte-identical to AWS's ``EifBuilder`` / ``eif_build``.
 
-Layout (spec §1): 548-byte header, then kernel, cmdline, metadata, ramdisk..., [signature], each
+Layout (docs/spec/eif.md §1): 548-byte header, then kernel, cmdline, metadata, ramdisk..., [signature], each
 as a 12-byte section header followed by its data, with no padding. Section data is streamed
 once: written, hashed into the PCRs and CRC'd in the same pass. Sources of unknown length get
 a placeholder section header that is back-patched (a seek + 12-byte write, never a re-read);

@@ -273,7 +273,7 @@ def load_measurements(
 
 
 def pcr_warnings(selected: Sequence[int]) -> list[str]:
-    """Advice for weak pins (spec eif-format §14, items 15-16)."""
+    """Advice for weak pins (docs/spec/eif.md §13, items 1-2)."""
     warns = []
     if list(selected) == [8]:
         warns.append(

@@ -1,6 +1,6 @@
 """COSE_Sign1 (RFC 8152) as AWS's EIF tools write it, and the signed ``PcrInfo`` payload.
 
-Byte layout (eif-format.md section 7):
+Byte layout (docs/spec/eif.md §7):
 
 * ``PcrInfo`` = CBOR map ``{"register_index": uint, "register_value": [uint, ...]}`` with the
   raw PCR bytes as an array of unsigned integers (serde's encoding of ``Vec<u8>``);
