@@ -24,6 +24,11 @@ def rfc3339(epoch: int) -> str:
     return _dt.datetime.fromtimestamp(epoch, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+# linuxkit's fixed mtime (moby/build/dir.go defaultModTime, 2017-04-18T16:30:00Z): every entry
+# linuxkit adds to a ramdisk has it, and eifbuild gives it to every entry Docker would stamp with
+# the wall clock (init-layer files, a created WorkingDir, implied directories) and to the demo.
+LINUXKIT_MTIME = 1492533000
+
 DEFAULT_BUILD_TIME = rfc3339(0)  # 1970-01-01T00:00:00+00:00, never the wall clock
 
 

@@ -35,10 +35,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import AttestationError, VerificationError
 from eifbuild.sign.cose import ES384, decode_sign1
 from eifbuild.sign.keys import raw_to_der, utc_now, validity_problem
+from eifbuild.smallfile import read_small_file
 
 ROOT_PEM = Path(__file__).resolve().parent / "data" / "aws-nitro-enclaves-root-g1.pem"
 # SHA-256 of the DER root certificate, as AWS publishes it for AWS_NitroEnclaves_Root-G1.

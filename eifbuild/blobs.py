@@ -26,10 +26,10 @@ from pathlib import Path
 
 from eifbuild.elfcheck import check_init, check_kernel, check_module, kernel_release
 from eifbuild.errors import BlobsError
+from eifbuild.limits import DEFAULT_LIMITS
 
 KERNEL_NAMES = {"x86_64": "bzImage", "aarch64": "Image"}
 ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
-MAX_CMDLINE = 1 << 16  # far above any real kernel's COMMAND_LINE_SIZE; bounds the read
 
 # Rust's char::is_whitespace (Unicode White_Space), which str::trim() strips at both ends.
 _RUST_WHITESPACE = (
@@ -85,9 +85,11 @@ def read_cmdline_file(path: Path) -> str:
     """Read and trim a cmdline file (UTF-8, bounded)."""
     _regular_file(path, "kernel command line")
     with open(path, "rb") as fh:
-        raw = fh.read(MAX_CMDLINE + 1)
-    if len(raw) > MAX_CMDLINE:
-        raise BlobsError(f"{path}: kernel command line is longer than {MAX_CMDLINE} bytes")
+        raw = fh.read(DEFAULT_LIMITS.max_cmdline_file_bytes + 1)
+    if len(raw) > DEFAULT_LIMITS.max_cmdline_file_bytes:
+        raise BlobsError(
+            f"{path}: kernel command line is longer than {DEFAULT_LIMITS.max_cmdline_file_bytes} bytes"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

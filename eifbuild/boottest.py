@@ -36,6 +36,7 @@ from eifbuild.eif.format import SectionType
 from eifbuild.eif.reader import EifReader
 from eifbuild.elfcheck import check_kernel
 from eifbuild.errors import BootTestError, EifbuildError, UsageError
+from eifbuild.limits import DEFAULT_LIMITS
 
 # Per EIF architecture: QEMU binary, Debian package, machine options, console to add.
 QEMU_BY_ARCH: dict[str, tuple[str, str]] = {
@@ -47,7 +48,6 @@ _EXTRA_CMDLINE = {"x86_64": "", "aarch64": " console=ttyAMA0"}
 QEMU, QEMU_PACKAGE = QEMU_BY_ARCH["x86_64"]
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MEMORY_MIB = 512
-MAX_CONSOLE_BYTES = 8 * 1024 * 1024  # keep the tail beyond this
 
 # Lines eifbuild's init prints (kernels/init/init.c, report_status()).
 _EXIT_RE = re.compile(rb"eifbuild-init: command exited with status (\d+)")
@@ -177,8 +177,8 @@ def _capture(
             buf += chunk
             if _panic_finished(buf, len(chunk)):
                 return bytes(buf), False  # the caller kills QEMU; no need to wait panic=N s
-            if len(buf) > MAX_CONSOLE_BYTES:
-                del buf[: len(buf) - MAX_CONSOLE_BYTES]
+            if len(buf) > DEFAULT_LIMITS.max_console_bytes:
+                del buf[: len(buf) - DEFAULT_LIMITS.max_console_bytes]
 
 
 def _verdict(

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild.errors import RootfsError
+from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.model import Entry, EntryType
-from eifbuild.rootfs import WALLCLOCK_MTIME, Node, Tree, Warn, merge, new_dir, remove, walk
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
+from eifbuild.rootfs import Node, Tree, merge, new_dir, remove, walk
 from eifbuild.sources.image import Image
+from eifbuild.types import Warn
 
 # moby daemon/initlayer/setup_unix.go: path -> "dir", "file" or a symlink target.
 INIT_LAYER: tuple[tuple[bytes, bytes], ...] = (
@@ -114,7 +116,7 @@ def add_init_layer(
     tree: Tree,
     working_dir: str = "",
     *,
-    mtime: int = WALLCLOCK_MTIME,
+    mtime: int = LINUXKIT_MTIME,
     limits: Limits = DEFAULT_LIMITS,
     label: str = "image",
 ) -> bool:
@@ -162,7 +164,7 @@ def docker_export(
     *,
     limits: Limits | None = None,
     warn: Warn | None = None,
-    mtime: int = WALLCLOCK_MTIME,
+    mtime: int = LINUXKIT_MTIME,
     order: str = "export",
 ) -> Export:
     """What ``docker export`` of a container created from ``image`` contains.
@@ -171,7 +173,7 @@ def docker_export(
     empty 0755 root files ``.dockerenv``, ``etc/resolv.conf``, ``etc/hosts``, ``etc/hostname``,
     ``dev/console``, which replace the image's own; ``etc/mtab`` -> ``/proc/mounts``) and a
     missing ``WorkingDir`` (0755 root). Existing directories keep their mode and owner. Every
-    time Docker takes from the wall clock is ``mtime`` (default :data:`WALLCLOCK_MTIME`).
+    time Docker takes from the wall clock is ``mtime`` (default :data:`LINUXKIT_MTIME`).
     This is the ONE export code path: ``eifbuild rootfs --export`` and ``eifbuild build`` use it.
     """
     lim = limits or image.limits or DEFAULT_LIMITS
@@ -187,7 +189,7 @@ def docker_export_entries(
     *,
     limits: Limits | None = None,
     warn: Warn | None = None,
-    mtime: int = WALLCLOCK_MTIME,
+    mtime: int = LINUXKIT_MTIME,
     order: str = "export",
 ) -> Iterator[Entry]:
     """The entries of :func:`docker_export`."""

@@ -24,11 +24,11 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from eifbuild.errors import BlobsError
+from eifbuild.limits import DEFAULT_LIMITS
 
 # EIF architectures -> ELF e_machine names as pyelftools reports them.
 ELF_MACHINES: dict[str, str] = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
-MAX_MODULE_BYTES = 64 * 1024 * 1024  # a module is read whole (pyelftools needs seeking)
 _KERNEL_PROBE_BYTES = 0x10000
 _ARM64_HEADER_BYTES = 64
 # text_offset the Nitro loader needs in an arm64 Image header (docs/spec/eif.md §11).
@@ -107,18 +107,18 @@ def _read_module(p: Path) -> bytes:
                 dec = lzma.LZMADecompressor()
                 out = bytearray()
                 while chunk := fh.read(65536):
-                    out += dec.decompress(chunk, MAX_MODULE_BYTES + 1 - len(out))
-                    if len(out) > MAX_MODULE_BYTES:
+                    out += dec.decompress(chunk, DEFAULT_LIMITS.max_module_bytes + 1 - len(out))
+                    if len(out) > DEFAULT_LIMITS.max_module_bytes:
                         break
                 data = bytes(out)
             else:
-                data = fh.read(MAX_MODULE_BYTES + 1)
+                data = fh.read(DEFAULT_LIMITS.max_module_bytes + 1)
     except lzma.LZMAError as exc:
         raise BlobsError(f"module {p}: broken xz data ({exc})") from None
     except OSError as exc:
         raise BlobsError(f"module {p}: cannot read ({exc.strerror})") from None
-    if len(data) > MAX_MODULE_BYTES:
-        raise BlobsError(f"module {p} is larger than {MAX_MODULE_BYTES} bytes")
+    if len(data) > DEFAULT_LIMITS.max_module_bytes:
+        raise BlobsError(f"module {p} is larger than {DEFAULT_LIMITS.max_module_bytes} bytes")
     return data
 
 

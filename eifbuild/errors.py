@@ -77,3 +77,15 @@ class PolicyError(EifbuildError):
 
 class AttestationError(EifbuildError):
     """A Nitro attestation document is malformed, or its signature or certificate chain fails."""
+
+
+class MetadataError(EifbuildError):
+    """Custom metadata or a kernel config cannot be used."""
+
+
+class EifWriteError(EifbuildError):
+    """The inputs of an EIF cannot be written (unreadable source, bad cmdline, too many sections)."""
+
+
+class DemoError(EifbuildError):
+    """The demo image cannot be made (no musl-gcc, compile failure)."""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from eifbuild.crc import Crc32
-from eifbuild.errors import SigningError
+from eifbuild.errors import EifbuildError, SigningError
+from eifbuild.types import Progress
 
 # What AWS's released tools print (cosmetic, docs/spec/eif.md §6.3).
 HASH_ALGORITHM = "Sha384 { ... }"
@@ -147,9 +149,9 @@ def content_pcr(chunks: Iterable[bytes]) -> str:
     return h.hexdigest()
 
 
-def file_pcr(path: str | os.PathLike[str], progress: Callable[[int], object] | None = None) -> str:
+def file_pcr(path: str | os.PathLike[str], progress: Progress | None = None) -> str:
     """``nitro-cli pcr --input FILE``: extend(SHA-384(file bytes)), streamed."""
-    from eifbuild.eif.smallfile import open_regular
+    from eifbuild.smallfile import open_regular
 
     h = PcrHasher()
     with open_regular(path, str(path)) as fh:
@@ -175,3 +177,37 @@ def certificate_der(pem: bytes, name: str = "certificate") -> bytes:
 def pcr8_from_pem(pem_bytes: bytes, name: str = "certificate") -> str:
     """PCR8 (hex) = extend(SHA-384(DER of the first certificate in ``pem_bytes``))."""
     return extend(hashlib.sha384(certificate_der(pem_bytes, name)).digest()).hex()
+
+
+_PCR_HEX = re.compile(r"[0-9a-fA-F]{96}")
+_PCR_KEY = re.compile(r"PCR(\d{1,2})")
+
+
+def is_pcr_hex(value: object) -> bool:
+    """True for a SHA-384 PCR value written as 96 hex digits (either case)."""
+    return isinstance(value, str) and _PCR_HEX.fullmatch(value) is not None
+
+
+def measurements_from_json(
+    doc: object, where: str, error: type[EifbuildError] = EifbuildError
+) -> dict[int, str]:
+    """``{N: lowercase hex}`` from a decoded measurements document.
+
+    Accepts what build/assemble/describe/nitro-cli print (``{"Measurements": {"PCR0": ..}}``)
+    and the bare map eif_build prints (``{"PCR0": .., ...}``). Other keys (HashAlgorithm) are
+    ignored; every ``PCRn`` key must hold 96 hex digits (else ``error``). A document that is
+    not an object, or has no PCR, gives an empty result: callers say what they needed.
+    """
+    if isinstance(doc, dict) and isinstance(doc.get("Measurements"), dict):
+        doc = doc["Measurements"]
+    out: dict[int, str] = {}
+    if not isinstance(doc, dict):
+        return out
+    for key, value in doc.items():
+        m = _PCR_KEY.fullmatch(str(key))
+        if m is None:
+            continue
+        if not is_pcr_hex(value):
+            raise error(f"{where}: {key} is not 96 hexadecimal characters")
+        out[int(m[1])] = str(value).lower()
+    return out

@@ -16,23 +16,30 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eifbuild import __version__
-from eifbuild._epoch import DEFAULT_BUILD_TIME, normalize_rfc3339, rfc3339, source_date_epoch
+from eifbuild._epoch import (
+    DEFAULT_BUILD_TIME,
+    LINUXKIT_MTIME,
+    normalize_rfc3339,
+    rfc3339,
+    source_date_epoch,
+)
 from eifbuild._progress import progress
 from eifbuild.blobs import Blobs, resolve_blobs
 from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
-from eifbuild.eif.writer import EifResult, Signer, write_eif
+from eifbuild.eif.writer import EifResult, write_eif
 from eifbuild.errors import ImageSourceError
+from eifbuild.limits import Limits
 from eifbuild.model import Entry, ImageConfig
 from eifbuild.ramdisk import DECISIONS, bootstrap_stream, customer_stream, list_file
 from eifbuild.registry.options import RegistryOptions
-from eifbuild.sources._blobs import Limits
 from eifbuild.sources.image import Image
+from eifbuild.types import Progress, Signer
 
 BUILD_TOOL = "eifbuild"
 
@@ -141,7 +148,7 @@ def docker_info(config: ImageConfig, image_id: str) -> dict[str, Any]:
     return info
 
 
-def _sha384_file(path: Path, bar: Callable[[int], object]) -> str:
+def _sha384_file(path: Path, bar: Progress) -> str:
     h = hashlib.sha384()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -150,7 +157,7 @@ def _sha384_file(path: Path, bar: Callable[[int], object]) -> str:
     return h.hexdigest()
 
 
-def _counted(chunks: Iterator[bytes], bar: Callable[[int], object]) -> Iterator[bytes]:
+def _counted(chunks: Iterator[bytes], bar: Progress) -> Iterator[bytes]:
     for c in chunks:
         bar(len(c))
         yield c
@@ -243,7 +250,7 @@ def build(req: BuildRequest) -> BuildReport:
         warnings.append(
             f"WorkingDir {config.working_dir!r} is missing from the image: nitro-cli creates it "
             "with the wall-clock mtime, so its PCR2 changes on every build; eifbuild uses a "
-            "fixed mtime (1492533000)"
+            f"fixed mtime ({LINUXKIT_MTIME})"
         )
         record["parity_exceptions"] = [DECISIONS["workdir"]]
     record["warnings"] = warnings

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild.blobs import stat_regular
 from eifbuild.cpio import (
     S_IFBLK,
@@ -33,7 +34,6 @@ from eifbuild.model import ContentOpener, Entry, EntryType
 
 # --- linuxkit constants ------------------------------------------------------------------------
 
-LINUXKIT_MTIME = 1492533000  # moby/build/dir.go defaultModTime, 2017-04-18T16:30:00Z
 PREFIX = b"rootfs/"
 PREFIX_DIR = b"rootfs"
 RESOLV_TARGET = b"/run/resolvconf/resolv.conf"
@@ -69,13 +69,13 @@ DECISIONS = {
     "workdir": (
         "A Config.WorkingDir missing from the image is created by the export emulation "
         "(eifbuild.dockerexport.add_init_layer, the one place for it) as 0755 root directories with "
-        "mtime 1492533000 instead of Docker's wall clock: nitro-cli's own PCR2 is not "
+        f"mtime {LINUXKIT_MTIME} instead of Docker's wall clock: nitro-cli's own PCR2 is not "
         "reproducible for such images, so no byte parity is possible; the tree shape matches."
     ),
     "clamp_mtime": (
         "--clamp-mtime clamps only mtimes that come from the image (export entries, incl. the "
         "entries Docker stamps with the wall clock) to min(mtime, epoch); linuxkit's fixed "
-        "1492533000 entries (touch/replace rules, files:) stay."
+        f"{LINUXKIT_MTIME} entries (touch/replace rules, files:) stay."
     ),
     "modules": (
         "With extra kernel modules the bootstrap ramdisk is dev, init, each .ko in load order "

@@ -18,7 +18,7 @@ The merge follows Docker's layer application (moby ``pkg/archive/diff.go`` ``Unp
 * a hard link joins the target's inode (also a file from a lower layer): the inode's owner is
   taken from the link header, its mode and mtime too unless it is a symlink;
 * directories whose content a layer changed without carrying their own header get the
-  wall-clock time in Docker; here they get :data:`WALLCLOCK_MTIME` (the same for every
+  wall-clock time in Docker; here they get :data:`LINUXKIT_MTIME` (the same for every
   synthesised time, see below).
 
 Output order is ``docker export``'s: pre-order depth-first, each directory's children in byte
@@ -37,22 +37,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild.errors import RootfsError
+from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.model import Entry, EntryType
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
 from eifbuild.sources._tar import Member
 from eifbuild.sources.image import Image, LayerContent
 from eifbuild.textescape import safe_name
+from eifbuild.types import Warn
 
-# Every time Docker would take from the wall clock (init-layer entries, directories it touches,
-# implied parents, a created WorkingDir) becomes this ONE constant. It is linuxkit's fixed mtime,
-# so the entries nitro-cli's linuxkit re-stamps come out the same with or without that step.
-WALLCLOCK_MTIME = 1492533000
 # moby's UnpackLayer creates a missing parent directory with MkdirAll(path, 0600) (seen on
 # Docker 20.10: `docker load` of a layer whose entries lack their parents' headers).
 IMPLIED_DIR_MODE = 0o600
 
-Warn = Callable[[str], None]
 
 WHITEOUT = b".wh."
 OPAQUE = b".wh..wh..opq"
@@ -117,7 +114,7 @@ class Node:
         return copy
 
 
-def new_dir(mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int = WALLCLOCK_MTIME) -> Node:
+def new_dir(mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int = LINUXKIT_MTIME) -> Node:
     return Node(EntryType.DIR, mode, uid, gid, mtime)
 
 
@@ -308,7 +305,7 @@ class _LayerApplier:
     def finish(self) -> None:
         for d in self.changed:
             if d.layer != self.index:
-                d.inode.mtime = WALLCLOCK_MTIME
+                d.inode.mtime = LINUXKIT_MTIME
 
 
 def merge(image: Image, *, limits: Limits | None = None) -> Tree:

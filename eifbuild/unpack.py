@@ -72,7 +72,7 @@ def list_archive(fh: BinaryIO, limits: Limits | None = None) -> Iterator[str]:
     """Describe each member of the archive read from ``fh``."""
     reader = NewcReader(fh, limits)
     for h in reader:
-        target = reader.read_small(reader.limits.max_symlink) if h.ftype == S_IFLNK else b""
+        target = reader.read_small(reader.limits.max_symlink_bytes) if h.ftype == S_IFLNK else b""
         yield describe(h, target)
 
 
@@ -162,7 +162,7 @@ class _Unpacker:
             if h.ftype == S_IFREG:
                 self._file(reader, h, leaf, fd)
             elif h.ftype == S_IFLNK:
-                target = reader.read_small(reader.limits.max_symlink)
+                target = reader.read_small(reader.limits.max_symlink_bytes)
                 if b"\0" in target:
                     raise RamdiskError(f"ramdisk member {h.name!r}: symlink target has a NUL byte")
                 os.symlink(target, leaf, dir_fd=fd)

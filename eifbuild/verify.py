@@ -10,20 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
-from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, EifFormatError, UsageError, VerificationError
-from eifbuild.measure import certificate_der
+from eifbuild.limits import DEFAULT_LIMITS
+from eifbuild.measure import certificate_der, is_pcr_hex, measurements_from_json
+from eifbuild.smallfile import read_small_file
 from eifbuild.textescape import safe_name
-
-MAX_EXPECT_SIZE = 1 << 20
-_HEX = re.compile(r"[0-9a-fA-F]{96}")
+from eifbuild.types import Progress
 
 
 @dataclass(frozen=True)
@@ -85,36 +83,31 @@ def parse_pcr_arg(text: str) -> tuple[int, str]:
     if not sep or not name.isdigit() or not 0 <= int(name) <= 31:
         raise UsageError(f"--pcr {text}: expected N=HEX with N in 0..31")
     value = value.strip()
-    if not _HEX.fullmatch(value):
+    if not is_pcr_hex(value):
         raise UsageError(f"--pcr {text}: value must be 96 hex digits (SHA-384)")
     return int(name), value.lower()
 
 
 def load_expectations(path: str | os.PathLike[str]) -> dict[int, str]:
-    """PCRs from a measurements JSON: ``{"Measurements": {...}}`` (as build/assemble/nitro-cli
-    print it) or a bare ``{"PCR0": ..., ...}`` map (as eif_build prints it)."""
+    """PCRs from a measurements JSON file: ``{"Measurements": {...}}`` (as build/assemble/
+    nitro-cli print it) or a bare ``{"PCR0": ..., ...}`` map (as eif_build prints it).
+
+    A file that cannot be used is bad input (VerificationError, exit 1), not a usage error.
+    """
     p = Path(path)
-    raw = read_small_file(p, "--expect", MAX_EXPECT_SIZE, UsageError)
+    where = f"--expect {p}"
+    raw = read_small_file(
+        p, "--expect", DEFAULT_LIMITS.max_measurements_json_bytes, VerificationError
+    )
     try:
         obj = json.loads(raw)
     except RecursionError:
-        raise UsageError(f"--expect {p}: not JSON (nested too deeply)") from None
+        raise VerificationError(f"{where}: not JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--expect {p}: not JSON ({exc})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("Measurements"), dict):
-        obj = obj["Measurements"]
-    if not isinstance(obj, dict):
-        raise UsageError(f"--expect {p}: not a measurements object")
-    out: dict[int, str] = {}
-    for key, value in obj.items():
-        m = re.fullmatch(r"PCR(\d{1,2})", str(key))
-        if m is None:
-            continue  # HashAlgorithm and other keys are informative only
-        if not isinstance(value, str) or not _HEX.fullmatch(value):
-            raise UsageError(f"--expect {p}: {key} is not 96 hex digits")
-        out[int(m[1])] = value.lower()
+        raise VerificationError(f"{where}: not JSON ({exc.__class__.__name__})") from None
+    out = measurements_from_json(obj, where, VerificationError)
     if not out:
-        raise UsageError(f"--expect {p}: no PCR values found")
+        raise VerificationError(f"{where}: no PCR values found")
     return out
 
 
@@ -198,7 +191,7 @@ def verify_eif(
     require_signature: bool = False,
     allow_expired: bool = False,
     now: dt.datetime | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Run every check on ``path``; never raises for a bad EIF, reports it instead."""
     report = VerifyReport(safe_name(os.fsdecode(path)))  # printable: names may be non-UTF-8

@@ -20,7 +20,13 @@ with atheris.instrument_imports(include=["eifbuild"]):
     from eifbuild.cpio import Limits, NewcReader
     from eifbuild.unpack import list_archive
 
-LIMITS = Limits(max_name=256, max_file=1 << 20, max_symlink=256, max_entries=1000, chunk=7)
+LIMITS = Limits(
+    max_name_bytes=256,
+    max_cpio_file_bytes=1 << 20,
+    max_symlink_bytes=256,
+    max_cpio_entries=1000,
+    cpio_chunk_bytes=7,
+)
 
 
 def test_one(data: bytes) -> None:
@@ -28,7 +34,7 @@ def test_one(data: bytes) -> None:
     for n, h in enumerate(reader):
         got = len(reader.read_small(1 << 20)) if n % 2 else sum(map(len, reader.content()))
         assert got == h.filesize, f"member {h.name!r}: read {got} bytes, header says {h.filesize}"
-        assert len(h.name) <= LIMITS.max_name
+        assert len(h.name) <= LIMITS.max_name_bytes
     for line in list_archive(io.BytesIO(data), LIMITS):
         assert "\n" not in line
 

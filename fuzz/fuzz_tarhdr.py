@@ -29,7 +29,7 @@ import _seeds
 
 with atheris.instrument_imports(include=["eifbuild"]):
     from eifbuild.errors import EifbuildError, RootfsError
-    from eifbuild.sources._blobs import DEFAULT_LIMITS
+    from eifbuild.limits import DEFAULT_LIMITS
     from eifbuild.sources._store import TarStore
     from eifbuild.sources._tarhdr import (
         DEFAULT_CAPS,

@@ -25,7 +25,9 @@ with atheris.instrument_imports(include=["eifbuild"]):
     from eifbuild.unpack import unpack_archive
 
 TMP = Path(tempfile.mkdtemp(prefix="fuzz-unpack-"))
-LIMITS = Limits(max_name=256, max_file=1 << 20, max_symlink=256, max_entries=1000)
+LIMITS = Limits(
+    max_name_bytes=256, max_cpio_file_bytes=1 << 20, max_symlink_bytes=256, max_cpio_entries=1000
+)
 
 
 def test_one(data: bytes) -> None:

@@ -154,7 +154,7 @@ def test_reader_never_crashes_on_garbage(noise: bytes, cut: int) -> None:
     good = b"".join(newc_stream(_members()))
     for blob in (noise, good[:cut] + noise, good[:cut]):
         try:
-            r = NewcReader(io.BytesIO(blob), Limits(max_file=1 << 16))
+            r = NewcReader(io.BytesIO(blob), Limits(max_cpio_file_bytes=1 << 16))
             for _ in r:
                 b"".join(r.content())
         except RamdiskError:
@@ -164,9 +164,9 @@ def test_reader_never_crashes_on_garbage(noise: bytes, cut: int) -> None:
 def test_reader_limits() -> None:
     data = b"".join(newc_stream([Member(b"x" * 100, S_IFREG, 0o644, data=b"a" * 50)]))
     with pytest.raises(RamdiskError, match="name size"):
-        list(NewcReader(io.BytesIO(data), Limits(max_name=50)))
+        list(NewcReader(io.BytesIO(data), Limits(max_name_bytes=50)))
     with pytest.raises(RamdiskError, match="exceeds limit"):
-        list(NewcReader(io.BytesIO(data), Limits(max_file=10)))
+        list(NewcReader(io.BytesIO(data), Limits(max_cpio_file_bytes=10)))
     with pytest.raises(RamdiskError, match="after the trailer"):
         list(NewcReader(io.BytesIO(data + b"junk")))
 
@@ -447,7 +447,7 @@ def ref_read(data: bytes, lim: Limits) -> list[tuple[bytes, tuple[int, ...], byt
         if fields is None:
             raise RefError("header")
         namesize, size, ftype = fields[11], fields[6], fields[1] & 0o170000
-        if not 2 <= namesize <= lim.max_name + 1:
+        if not 2 <= namesize <= lim.max_name_bytes + 1:
             raise RefError("name size")
         name = take(namesize)
         if name[-1] != 0 or 0 in name[:-1]:
@@ -457,11 +457,11 @@ def ref_read(data: bytes, lim: Limits) -> list[tuple[bytes, tuple[int, ...], byt
             if any(data[off:]):
                 raise RefError("tail")
             return out
-        if len(out) == lim.max_entries:
+        if len(out) == lim.max_cpio_entries:
             raise RefError("entries")
         if ftype not in (0o040000, 0o100000, 0o120000, 0o020000, 0o060000, 0o010000):
             raise RefError("type")
-        if size > (lim.max_symlink if ftype == 0o120000 else lim.max_file):
+        if size > (lim.max_symlink_bytes if ftype == 0o120000 else lim.max_cpio_file_bytes):
             raise RefError("size")
         content = take(size)
         take(-off % 4)
@@ -495,7 +495,7 @@ def our_read(
             content = r.read_small(100)
         else:
             chunks = list(r.content())
-            assert all(0 < len(c) <= lim.chunk for c in chunks)
+            assert all(0 < len(c) <= lim.cpio_chunk_bytes for c in chunks)
             content = b"".join(chunks)
         fields = (h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, h.filesize,
                   h.devmajor, h.devminor, h.rdevmajor, h.rdevminor, len(h.name) + 1, h.check)  # fmt: skip
@@ -561,11 +561,13 @@ def limits_near(draw: st.DrawFn, ms: list[Member]) -> Limits:
 
     files = [len(m.data) if m.opener is None else m.size for m in ms if m.ftype == S_IFREG]
     return Limits(
-        max_name=max(1, near([len(m.name) for m in ms], default.max_name)),
-        max_file=near(files, default.max_file),
-        max_symlink=near([len(m.data) for m in ms if m.ftype == S_IFLNK], default.max_symlink),
-        max_entries=near([len(ms)], default.max_entries),
-        chunk=draw(st.integers(1, 300) | st.just(default.chunk)),
+        max_name_bytes=max(1, near([len(m.name) for m in ms], default.max_name_bytes)),
+        max_cpio_file_bytes=near(files, default.max_cpio_file_bytes),
+        max_symlink_bytes=near(
+            [len(m.data) for m in ms if m.ftype == S_IFLNK], default.max_symlink_bytes
+        ),
+        max_cpio_entries=near([len(ms)], default.max_cpio_entries),
+        cpio_chunk_bytes=draw(st.integers(1, 300) | st.just(default.cpio_chunk_bytes)),
     )
 
 
@@ -607,7 +609,7 @@ def test_reader_streams_big_content_in_bounded_chunks() -> None:
           Member(b"big", S_IFREG, 0o644, size=len(big), opener=lambda: iter([big])),
           Member(b"z", S_IFLNK, 0o777, data=b"a")]  # fmt: skip
     data = b"".join(newc_stream(ms))
-    r = NewcReader(io.BytesIO(data), Limits(chunk=100_000))
+    r = NewcReader(io.BytesIO(data), Limits(cpio_chunk_bytes=100_000))
     seen = []
     for h in r:
         chunks = list(r.content())
@@ -615,7 +617,7 @@ def test_reader_streams_big_content_in_bounded_chunks() -> None:
         seen.append((h.name, b"".join(chunks)))
     assert seen == [(b"a", b"1"), (b"big", big), (b"z", b"a")]
     # Skipping unread content (partly read or not at all) lands on the next header.
-    r = NewcReader(io.BytesIO(data), Limits(chunk=4096))
+    r = NewcReader(io.BytesIO(data), Limits(cpio_chunk_bytes=4096))
     names = []
     for h in r:
         names.append(h.name)
@@ -629,7 +631,7 @@ def test_reader_streams_big_content_in_bounded_chunks() -> None:
 
 def test_limits_need_a_positive_chunk() -> None:
     with pytest.raises(ValueError, match="chunk"):
-        Limits(chunk=0)
+        Limits(cpio_chunk_bytes=0)
 
 
 def test_reader_limits_are_exact() -> None:
@@ -638,19 +640,19 @@ def test_reader_limits_are_exact() -> None:
         return [h.name + b"".join(r.content()) for h in r]
 
     five = [Member(b"n%d" % i, S_IFREG, 0o644, data=b"abc") for i in range(5)]
-    assert len(read(five, max_entries=5)) == 5
+    assert len(read(five, max_cpio_entries=5)) == 5
     with pytest.raises(RamdiskError, match="more than 4 members"):
-        read(five, max_entries=4)
-    assert read([Member(b"x" * 12, S_IFDIR, 0o755)], max_name=12) == [b"x" * 12]
+        read(five, max_cpio_entries=4)
+    assert read([Member(b"x" * 12, S_IFDIR, 0o755)], max_name_bytes=12) == [b"x" * 12]
     with pytest.raises(RamdiskError, match="name size 13 at offset 0 out of bounds"):
-        read([Member(b"x" * 12, S_IFDIR, 0o755)], max_name=11)
-    assert read(five[:1], max_file=3) == [b"n0abc"]
+        read([Member(b"x" * 12, S_IFDIR, 0o755)], max_name_bytes=11)
+    assert read(five[:1], max_cpio_file_bytes=3) == [b"n0abc"]
     with pytest.raises(RamdiskError, match="size 3 exceeds limit 2"):
-        read(five[:1], max_file=2)
+        read(five[:1], max_cpio_file_bytes=2)
     link = [Member(b"l", S_IFLNK, 0o777, data=b"target")]
-    assert read(link, max_symlink=6, max_file=0) == [b"ltarget"]
+    assert read(link, max_symlink_bytes=6, max_cpio_file_bytes=0) == [b"ltarget"]
     with pytest.raises(RamdiskError, match="size 6 exceeds limit 5"):
-        read(link, max_symlink=5)
+        read(link, max_symlink_bytes=5)
 
 
 @pytest.mark.parametrize("where", [0, 4, 5, 6])

@@ -381,7 +381,7 @@ def test_missing_file_and_bad_limit(tmp_path: Path, capsys: pytest.CaptureFixtur
     good = eif(tmp_path / "a.eif", cpio(APP))
     assert main(["diff", good, str(tmp_path / "nope.eif")]) == 1
     assert "nope.eif" in capsys.readouterr().err
-    assert main(["diff", good, good, "--limit", "-1"]) == 1
+    assert main(["diff", good, good, "--limit", "-1"]) == 2
     capsys.readouterr()
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # must not block waiting for a writer

@@ -374,8 +374,8 @@ def test_gzip_options_reach_the_limits(capsys: pytest.CaptureFixture[str]) -> No
     import argparse
 
     from eifbuild.cli import main
+    from eifbuild.cli._common import add_limit_arguments, limits_from_args
     from eifbuild.errors import UsageError
-    from eifbuild.sources import add_limit_arguments, limits_from_args
 
     p = argparse.ArgumentParser()
     add_limit_arguments(p)

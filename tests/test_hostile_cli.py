@@ -118,7 +118,7 @@ def test_expect_deeply_nested_json(two_eifs: tuple[str, str], tmp_path: Path) ->
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 200_000)
     rc, out, err = cli("verify", two_eifs[0], "--expect", str(deep))
-    assert rc == 2 and out == b""
+    assert rc == 1 and out == b""  # a bad input file, not a usage error (issue 12)
     one_line_error(err, "nested too deeply")
 
 

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imagegen import E, simple_oci
 
+from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild.dockerexport import docker_export, docker_export_entries
 from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
-from eifbuild.rootfs import IMPLIED_DIR_MODE, WALLCLOCK_MTIME, flatten
+from eifbuild.rootfs import IMPLIED_DIR_MODE, flatten
 from eifbuild.sources import open_image
 
 T = 1_600_000_000
@@ -183,9 +184,9 @@ def test_implied_parents_and_headerless_changes_get_the_constant_time(tmp_path: 
     got = by_path(
         flat(tmp_path, [E.dir("d", mtime=T), E.file("d/a")], [E.file("d/b"), E.file("p/q/r")])
     )
-    assert got[b"d"].mtime == WALLCLOCK_MTIME
-    assert got[b"p"] == Entry(b"p", EntryType.DIR, IMPLIED_DIR_MODE, 0, 0, WALLCLOCK_MTIME)
-    assert got[b"p/q"].mtime == WALLCLOCK_MTIME
+    assert got[b"d"].mtime == LINUXKIT_MTIME
+    assert got[b"p"] == Entry(b"p", EntryType.DIR, IMPLIED_DIR_MODE, 0, 0, LINUXKIT_MTIME)
+    assert got[b"p/q"].mtime == LINUXKIT_MTIME
 
 
 def test_xattrs_dropped_with_one_warning(tmp_path: Path) -> None:
@@ -217,7 +218,7 @@ def test_init_layer_entries(tmp_path: Path) -> None:
         E.file("keep", b"k"),
     ]
     got = by_path(flat(tmp_path, layer, export=True, config={"Cmd": ["x"], "WorkingDir": "/w/d"}))
-    W = WALLCLOCK_MTIME
+    W = LINUXKIT_MTIME
     assert got[b"dev"] == Entry(b"dev", EntryType.DIR, 0o711, 0, 0, W)
     assert got[b"etc"] == Entry(b"etc", EntryType.DIR, 0o700, 5, 6, W)
     for f in (b".dockerenv", b"etc/hosts", b"etc/hostname", b"etc/resolv.conf", b"dev/console"):

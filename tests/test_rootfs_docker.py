@@ -4,7 +4,7 @@ Each generated image is read as ``docker-daemon:``, ``docker-archive:`` (``docke
 ``oci:`` (``skopeo copy`` of that archive); the three listings must be identical. Then
 ``docker_export_entries`` must equal the tar that ``docker create`` + ``docker export`` writes,
 parsed here independently; only times Docker takes from the wall clock (where eifbuild writes
-WALLCLOCK_MTIME) are not compared.
+LINUXKIT_MTIME) are not compared.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from imagegen import (
     write_layer,
 )
 
+from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild.cli.rootfs import entry_record, listing
 from eifbuild.dockerexport import INIT_LAYER_PATHS, docker_export_entries
-from eifbuild.rootfs import WALLCLOCK_MTIME, flatten
+from eifbuild.rootfs import flatten
 from eifbuild.sources import open_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -272,8 +273,8 @@ def export_records(path: Path) -> list[dict[str, Any]]:
 
 def _strip_wallclock(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
     for a, b in zip(ours, theirs, strict=False):
-        if a["mtime"] == WALLCLOCK_MTIME and a["path"] == b["path"]:
-            b["mtime"] = WALLCLOCK_MTIME
+        if a["mtime"] == LINUXKIT_MTIME and a["path"] == b["path"]:
+            b["mtime"] = LINUXKIT_MTIME
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +331,7 @@ def test_transports_agree_and_match_docker_export(built: dict[str, Path], name: 
         | {"dev", "etc"}
         | {p for p in extra if image.config.working_dir.strip("/").startswith(p)}
     )
-    assert extra <= allowed | {r["path"] for r in ours if r["mtime"] == WALLCLOCK_MTIME}
+    assert extra <= allowed | {r["path"] for r in ours if r["mtime"] == LINUXKIT_MTIME}
 
 
 def test_daemon_build_from_docker_dir(docker_client: Any, tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def test_describe_accepts_with_warning(
     rc, out, err = run(capsys, "describe", "--sections", str(eif))
     assert rc == 0, err
     assert f"stale EIF header entry section_sizes[5] = {stale}" in err
-    assert err.startswith("warning: ") and err.count("\n") == 1
+    assert err.startswith("eifbuild: warning: ") and err.count("\n") == 1
     doc = json.loads(out)
     assert doc["CheckCRC"] is True and doc["SignatureCheck"] is True
     assert doc["Measurements"]["PCR8"] == sigref.pcr8(cert2.read_bytes()).hex()

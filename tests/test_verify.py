@@ -10,7 +10,7 @@ import pytest
 
 from eifbuild.cli import main
 from eifbuild.cli._signing import make_signer
-from eifbuild.errors import UsageError
+from eifbuild.errors import UsageError, VerificationError
 from eifbuild.verify import load_expectations, parse_pcr_arg, verify_eif
 from tests import sigref
 from tests.test_sign_flow import expected_pcrs, make_eif, signer_args
@@ -197,10 +197,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
         parse_pcr_arg("0=abc")
     assert parse_pcr_arg("PCR3=" + "AB" * 48) == (3, "ab" * 48)
     p = tmp_path / "e.json"
+    # A bad file is bad input (exit 1, like a bad --metadata file), not a usage error.
     for text in ("[]", "{}", '{"PCR0": 5}', "nope"):
         p.write_text(text)
-        with pytest.raises(UsageError):
+        with pytest.raises(VerificationError) as info:
             load_expectations(p)
+        assert info.value.exit_code == 1
 
 
 def test_describe_fails_on_bad_signature(

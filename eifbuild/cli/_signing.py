@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 
 from eifbuild.errors import UsageError
-
-# signer(pcr0_raw_bytes) -> bytes of the whole EIF signature section (type 4)
-Signer = Callable[[bytes], bytes]
+from eifbuild.types import Signer
 
 
 def add_kms_arguments(g: argparse._ArgumentGroup) -> None:
@@ -65,9 +62,9 @@ def make_signer(args: argparse.Namespace) -> Signer | None:
     if not cert or not key:
         raise UsageError("--signing-certificate and --private-key must be given together")
     from eifbuild.sign import EifSigner, open_key
-    from eifbuild.sign.keys import read_small_file
+    from eifbuild.sign.keys import read_pem_file
 
-    cert_pem = read_small_file(cert, "signing certificate")
+    cert_pem = read_pem_file(cert, "signing certificate")
     backend = open_key(
         key,
         kms_region=getattr(args, "kms_region", None),
@@ -89,13 +86,13 @@ def write_signed(eif: str, output: str | None, signer: Signer, desc: str) -> int
     signature size left by ``nitro-cli sign-eif``), which the output no longer has.
     """
     from eifbuild._progress import progress
-    from eifbuild.cli._common import info, print_json
+    from eifbuild.cli._common import info, print_json, warn
     from eifbuild.eif.reader import EifReader
     from eifbuild.sign.rewrite import rewrite_signed
 
     with EifReader(eif) as reader:
         for warning in reader.warnings:
-            info(f"warning: {warning}")
+            warn(warning)
         total = sum(s.size for s in reader.sections)
     out = output or eif
     with progress(total=2 * total, desc=desc) as bar:

@@ -6,6 +6,7 @@ import argparse
 
 from eifbuild.cli._common import output_path
 from eifbuild.errors import SigningError, VerificationError
+from eifbuild.limits import DEFAULT_LIMITS
 
 HELP = "attach a detached COSE signature to an EIF (detached signing, step 3)"
 DESCRIPTION = (
@@ -13,7 +14,6 @@ DESCRIPTION = (
     "(recomputed from the file), then write the signed EIF atomically (over EIF unless\n"
     "--output). The result is the same as signing in-process."
 )
-MAX_COSE = 32768
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,11 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from eifbuild.cli._signing import write_signed
     from eifbuild.sign import check_certificate, signature_section, verify_signature
-    from eifbuild.sign.keys import read_small_file
+    from eifbuild.sign.keys import read_pem_file
+    from eifbuild.smallfile import read_small_file
 
     cert_name = f"signing certificate {args.signing_certificate}"
-    cert_pem = read_small_file(args.signing_certificate, "signing certificate")
-    cose = read_small_file(args.signature, "signature", MAX_COSE)
+    cert_pem = read_pem_file(args.signing_certificate, "signing certificate")
+    cose = read_small_file(args.signature, "signature", DEFAULT_LIMITS.max_cose_bytes, SigningError)
     check_certificate(cert_pem, cert_name, allow_expired=args.allow_expired)
 
     def attach(pcr0_raw: bytes) -> bytes:

@@ -9,10 +9,17 @@ from pathlib import Path
 
 from eifbuild._epoch import source_date_epoch
 from eifbuild._progress import set_quiet
-from eifbuild.cli._common import add_eif_output, info, print_json, printable
+from eifbuild.cli._common import (
+    add_eif_output,
+    add_limit_arguments,
+    info,
+    limits_from_args,
+    print_json,
+    warn,
+)
 from eifbuild.cli._registry import add_registry_arguments, registry_options
 from eifbuild.errors import UsageError
-from eifbuild.sources import add_limit_arguments, limits_from_args, normalize_arch
+from eifbuild.sources import normalize_arch
 
 HELP = "build an EIF from a container image (PCRs identical to nitro-cli build-enclave)"
 DESCRIPTION = """Build an EIF v4 from a container image without Docker or linuxkit.
@@ -128,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     report = build(req)
     try:
         for w in report.warnings:
-            info(f"eifbuild: warning: {printable(w)}")
+            warn(w)
         if args.json:
             print_json(report.record)
         else:

@@ -23,15 +23,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild._progress import set_quiet
 from eifbuild.cli._common import info, output_path, print_json
-from eifbuild.errors import EifbuildError
+from eifbuild.errors import DemoError
+from eifbuild.types import Arch
 
 HELP = "build an EIF from a built-in example image (no registry, no Docker) and print PCRs"
 
 DEMO_REF = "demo"
 DEMO_NAME = "eifbuild-demo"
-DEMO_MTIME = 1492533000  # any fixed value works; linuxkit's keeps every mtime in the EIF equal
 DEMO_MARKER = "eifbuild demo: hello from the enclave"
 
 HELLO_C = r"""/* eifbuild demo program: prints one line and exits 0. */
@@ -51,13 +52,10 @@ int main(void) {
 CFLAGS = ("-static", "-Os", "-s", "-Wl,--build-id=none", "-fno-ident")
 
 
-class DemoError(EifbuildError):
-    """The demo image cannot be made (no musl-gcc, compile failure)."""
-
-
 def host_arch() -> str:
-    m = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(m, m)
+    """The OCI name of this machine's architecture (its own name if eifbuild knows no other)."""
+    arch = Arch.host()
+    return arch.oci if arch is not None else platform.machine().lower()
 
 
 def compile_hello(workdir: Path) -> bytes:
@@ -84,7 +82,7 @@ def _layer(binary: bytes) -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in (("bin/", None), ("bin/hello", binary)):
             ti = tarfile.TarInfo(name.rstrip("/"))
-            ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = DEMO_MTIME, 0, 0, "", ""
+            ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = LINUXKIT_MTIME, 0, 0, "", ""
             ti.mode = 0o755
             if data is None:
                 ti.type = tarfile.DIRTYPE

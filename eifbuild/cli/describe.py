@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from eifbuild._progress import progress
-from eifbuild.cli._common import info, print_json
+from eifbuild.cli._common import print_json, warn
 from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.eif.metadata import BUILD_KEYS
 from eifbuild.eif.reader import EifReader, ScanResult
@@ -60,9 +60,7 @@ def _with_custom(flat: dict[str, Any], custom: Any, name: str) -> dict[str, Any]
         return flat
     for key, value in _sorted_json(custom).items():
         if key in flat:
-            info(
-                f"warning: {name}: CustomMetadata key {key!r} clashes with a build field; not shown"
-            )
+            warn(f"{name}: CustomMetadata key {key!r} clashes with a build field; not shown")
         else:
             flat[key] = value
     return flat
@@ -97,8 +95,8 @@ def describe(reader: EifReader, with_sections: bool = False) -> dict[str, Any]:
             for s in reader.sections
         ]
     if not scan.crc_ok:
-        info(
-            f"warning: {reader.name}: CRC mismatch (stored 0x{scan.crc_stored:08x}, computed 0x{scan.crc_computed:08x})"
+        warn(
+            f"{reader.name}: CRC mismatch (stored 0x{scan.crc_stored:08x}, computed 0x{scan.crc_computed:08x})"
         )
     return out
 
@@ -106,7 +104,7 @@ def describe(reader: EifReader, with_sections: bool = False) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     with local_eif(args.eif, args) as path, EifReader(path) as reader:
         for warning in reader.warnings:
-            info(f"warning: {warning}")
+            warn(warning)
         doc = describe(reader, args.sections)
     print_json(doc)
     return 0

@@ -8,9 +8,10 @@ import sys
 
 from eifbuild._progress import progress, set_quiet
 from eifbuild.cli._common import info, output_path, write_output
-from eifbuild.diff import MAX_DIFF_ENTRIES, diff_eifs, diff_listings, input_kind
+from eifbuild.diff import diff_eifs, diff_listings, input_kind
 from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_lines, write_json
-from eifbuild.errors import EifbuildError
+from eifbuild.errors import EifbuildError, UsageError
+from eifbuild.limits import DEFAULT_LIMITS
 
 HELP = "explain why two EIFs' PCRs differ (inputs, cmdline, metadata, ramdisk entries)"
 DESCRIPTION = """Explain why two EIFs' measurements differ: which PCRs differ, which measured input
@@ -94,9 +95,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-entries",
         type=int,
-        default=MAX_DIFF_ENTRIES,
+        default=DEFAULT_LIMITS.max_diff_entries,
         metavar="N",
-        help=f"refuse a ramdisk or listing with more than N entries (default {MAX_DIFF_ENTRIES}); "
+        help=f"refuse a ramdisk or listing with more than N entries (default {DEFAULT_LIMITS.max_diff_entries}); "
         "entries are sorted on disk in $TMPDIR (about 150 bytes each), memory stays below "
         "256 MiB up to the default",
     )
@@ -104,9 +105,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.limit < 0:
-        raise EifbuildError("--limit must be 0 or more")
+        raise UsageError(f"--limit {args.limit}: must be 0 or more")
     if args.max_entries < 1:
-        raise EifbuildError("--max-entries must be 1 or more")
+        raise UsageError(f"--max-entries {args.max_entries}: must be a positive number")
     if args.json:
         set_quiet(True)
     kinds = {input_kind(p) for p in (args.a, args.b)}

@@ -15,7 +15,7 @@ from typing import Any
 
 from eifbuild._atomic import atomic_output
 from eifbuild._progress import progress
-from eifbuild.cli._common import info, print_json
+from eifbuild.cli._common import info, print_json, warn
 from eifbuild.eif.format import Section, SectionType
 from eifbuild.eif.reader import EifReader
 from eifbuild.errors import EifbuildError
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.dir)
     with EifReader(args.eif) as reader:
         for warning in reader.warnings:
-            info(f"warning: {warning}")
+            warn(warning)
         staged = None
         if getattr(args, "unpack", False):
             staged, results = _stage(reader, outdir, args)

@@ -6,7 +6,7 @@ import argparse
 
 from eifbuild._atomic import write_atomic
 from eifbuild._progress import progress
-from eifbuild.cli._common import info, output_path, print_json
+from eifbuild.cli._common import info, output_path, print_json, warn
 
 HELP = "measure an EIF and write the exact bytes to sign (detached signing, step 1)"
 DESCRIPTION = (
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     with EifReader(args.eif) as reader:
         for warning in reader.warnings:
-            info(f"warning: {warning}")
+            warn(warning)
         total = sum(s.size for s in reader.sections)
         with progress(total=total, desc="Measuring") as bar:
             scan = reader.scan(progress=bar.update)

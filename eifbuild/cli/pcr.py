@@ -12,13 +12,12 @@ import os
 
 from eifbuild._progress import progress
 from eifbuild.cli._common import print_json
-from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import EifbuildError, UsageError
 from eifbuild.measure import file_pcr, pcr8_from_pem
+from eifbuild.sign.keys import read_pem_file
 
 HELP = "PCR of a file, or PCR8 of a signing certificate (like nitro-cli pcr)"
 DESCRIPTION = (__doc__ or HELP).replace("``", "").strip()
-MAX_PEM_SIZE = 1 << 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if len(chosen) != 1:
         raise UsageError("give exactly one of FILE, --input FILE or --signing-certificate PEM")
     if args.signing_certificate is not None:
-        pem = read_small_file(args.signing_certificate, "certificate", MAX_PEM_SIZE)
+        pem = read_pem_file(args.signing_certificate, "certificate")
         print_json({"PCR8": pcr8_from_pem(pem, args.signing_certificate)})
         return 0
     path = args.file if args.file is not None else args.input

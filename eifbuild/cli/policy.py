@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 from eifbuild._progress import progress
-from eifbuild.cli._common import info, output_path, write_output
+from eifbuild.cli._common import info, output_path, warn, write_output
 from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.policy import FORMATS, Measured, build_policy, load_measurements
 from eifbuild.policy.render import parse_actions, parse_pcr_list
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         statements_only=args.statement,
     )
     for w in result.warnings:
-        info(f"warning: {w}")
+        warn(w)
     for c in result.changes:
         info(f"{args.merge}: {c}")
     if args.output:

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild._progress import progress
+from eifbuild.cli._common import add_limit_arguments, limits_from_args, warn
 from eifbuild.cli._registry import add_registry_arguments, registry_options
 from eifbuild.dockerexport import docker_export_entries
 from eifbuild.model import Entry, EntryType
 from eifbuild.rootfs import flatten
-from eifbuild.sources import add_limit_arguments, limits_from_args, open_image
+from eifbuild.sources import open_image
 
 HELP = "list the flattened rootfs of a container image as JSON lines"
 DESCRIPTION = """List the merged root filesystem of IMAGE (the view a container sees), one JSON
@@ -115,5 +116,5 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1)
     out.flush()
     for w in warnings:
-        print(f"eifbuild: warning: {w}", file=sys.stderr)
+        warn(w)
     return 0

@@ -8,6 +8,7 @@ from eifbuild._atomic import write_atomic
 from eifbuild.cli._common import info, output_path, print_json
 from eifbuild.cli._signing import add_kms_arguments
 from eifbuild.errors import SigningError, UsageError
+from eifbuild.limits import DEFAULT_LIMITS
 
 HELP = "sign a payload written by `measure --payload` (detached signing, step 2; runs where the key is)"
 DESCRIPTION = (
@@ -15,7 +16,6 @@ DESCRIPTION = (
     "The payload must be exactly PcrInfo{0, PCR0}. With --pcr0 the payload must hold that\n"
     "PCR0; with --signing-certificate the certificate must hold the signing key."
 )
-MAX_PAYLOAD = 4096
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,15 +42,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from eifbuild.measure import is_pcr_hex
     from eifbuild.sign import check_certificate, open_key, sign_payload
     from eifbuild.sign.cose import parse_pcr_info
-    from eifbuild.sign.keys import read_small_file
+    from eifbuild.sign.keys import read_pem_file
+    from eifbuild.smallfile import read_small_file
 
-    payload = read_small_file(args.payload, "payload", MAX_PAYLOAD)
+    payload = read_small_file(
+        args.payload, "payload", DEFAULT_LIMITS.max_payload_bytes, SigningError
+    )
     _, pcr0 = parse_pcr_info(payload)
     if args.pcr0 is not None:
         want = args.pcr0.strip().lower()
-        if len(want) != 96 or any(c not in "0123456789abcdef" for c in want):
+        if not is_pcr_hex(want):
             raise UsageError(f"--pcr0 {args.pcr0}: expected 96 hex digits")
         if pcr0.hex() != want:
             raise SigningError(f"payload {args.payload}: signs PCR0 {pcr0.hex()}, not {want}")
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         kms_message_type=args.kms_message_type,
     )
     if args.signing_certificate:
-        cert_pem = read_small_file(args.signing_certificate, "signing certificate")
+        cert_pem = read_pem_file(args.signing_certificate, "signing certificate")
         check_certificate(
             cert_pem,
             f"signing certificate {args.signing_certificate}",

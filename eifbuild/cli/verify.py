@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eifbuild.sign.keys import read_small_file
+    from eifbuild.sign.keys import read_pem_file
     from eifbuild.verify import load_expectations, parse_pcr_arg, verify_eif
 
     if args.json:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for item in args.pcr:
         index, value = parse_pcr_arg(item)
         expect[index] = value
-    pinned = read_small_file(args.certificate, "certificate") if args.certificate else None
+    pinned = read_pem_file(args.certificate, "certificate") if args.certificate else None
     with local_eif(args.eif, args) as path, progress(desc="Verifying") as bar:
         report = verify_eif(
             path,

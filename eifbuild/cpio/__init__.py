@@ -26,8 +26,9 @@ from eifbuild.cpio._header import (
     encode_header,
     parse_header,
 )
-from eifbuild.cpio.reader import READ_AHEAD, Header, Limits, NewcReader
+from eifbuild.cpio.reader import READ_AHEAD, Header, NewcReader
 from eifbuild.cpio.writer import FLUSH, Member, NewcWriter, newc_stream
+from eifbuild.limits import Limits
 
 __all__ = [
     "BLOCK",

@@ -21,6 +21,7 @@ from eifbuild.cpio._header import (
     parse_header,
 )
 from eifbuild.errors import RamdiskError
+from eifbuild.limits import DEFAULT_LIMITS, Limits
 
 READ_AHEAD = 1 << 16  # the reader's buffer for headers, names and small contents
 _new_object = object.__new__
@@ -54,21 +55,6 @@ class Header:
         return self.mode & 0o7777
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Bounds for reading untrusted archives."""
-
-    max_name: int = 4096
-    max_file: int = 1 << 40
-    max_symlink: int = 4096
-    max_entries: int = 10_000_000
-    chunk: int = 1 << 20
-
-    def __post_init__(self) -> None:
-        if self.chunk < 1:
-            raise ValueError(f"Limits.chunk must be at least 1, not {self.chunk}")
-
-
 class NewcReader:
     """Iterate the members of a newc archive read from ``fh``.
 
@@ -79,7 +65,7 @@ class NewcReader:
 
     def __init__(self, fh: BinaryIO, limits: Limits | None = None) -> None:
         self.fh = fh
-        self.limits = limits or Limits()
+        self.limits = limits or DEFAULT_LIMITS
         self._buf = b""  # read-ahead bytes; archive offset of _buf[0] is _base
         self._pos = 0  # next unread byte in _buf
         self._base = 0
@@ -139,7 +125,7 @@ class NewcReader:
             self._take_buffered(self._pending)
             if self._pending:
                 self._release()
-                chunk = self.limits.chunk
+                chunk = self.limits.cpio_chunk_bytes
                 while self._pending:
                     self._pending -= len(self._direct(min(self._pending, chunk), "file content"))
             if self._pending_pad:
@@ -148,12 +134,12 @@ class NewcReader:
         self._pending = self._pending_pad = 0
 
     def content(self) -> Iterator[bytes]:
-        """The current member's content, in chunks of at most ``limits.chunk`` bytes.
+        """The current member's content, in chunks of at most ``limits.cpio_chunk_bytes`` bytes.
 
         Content that is already buffered is taken at once; the rest is streamed.
         """
         n, pos = self._pending, self._pos
-        if pos + n <= len(self._buf) and n <= self.limits.chunk:
+        if pos + n <= len(self._buf) and n <= self.limits.cpio_chunk_bytes:
             self._pending = 0
             self._pos = pos + n
             return iter((self._buf[pos : pos + n],) if n else ())
@@ -161,7 +147,7 @@ class NewcReader:
 
     def _stream_content(self) -> Iterator[bytes]:
         """Pending content from the buffer, then straight from the file."""
-        chunk = self.limits.chunk
+        chunk = self.limits.cpio_chunk_bytes
         while self._pending and self._pos < len(self._buf):
             yield self._take_buffered(chunk)
         if self._pending:
@@ -182,7 +168,7 @@ class NewcReader:
 
     def __iter__(self) -> Iterator[Header]:
         lim = self.limits
-        max_namesize = lim.max_name + 1
+        max_namesize = lim.max_name_bytes + 1
         while True:
             buf, p = self._buf, self._pos
             skip = self._pending + self._pending_pad
@@ -220,13 +206,13 @@ class NewcReader:
                 self._check_tail()
                 return
             self.entries += 1
-            if self.entries > lim.max_entries:
-                raise RamdiskError(f"cpio archive has more than {lim.max_entries} members")
+            if self.entries > lim.max_cpio_entries:
+                raise RamdiskError(f"cpio archive has more than {lim.max_cpio_entries} members")
             mode, filesize = v[1], v[6]
             ftype = mode & S_IFMT
             if ftype not in TYPES:
                 raise RamdiskError(f"cpio member {name!r}: unsupported file type {mode:o}")
-            cap = lim.max_symlink if ftype == S_IFLNK else lim.max_file
+            cap = lim.max_symlink_bytes if ftype == S_IFLNK else lim.max_cpio_file_bytes
             if filesize > cap:
                 raise RamdiskError(f"cpio member {name!r}: size {filesize} exceeds limit {cap}")
             self._pending = filesize

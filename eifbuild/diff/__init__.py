@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from eifbuild.diff.archive import ArchiveDiff, EntryChange, diff_entries
 from eifbuild.diff.eif import EIF_FORMAT, cmdline_diff, diff_eifs, metadata_diff
-from eifbuild.diff.entries import DIFF_LIMITS, MAX_DIFF_ENTRIES, EntryInfo, read_entries
+from eifbuild.diff.entries import DIFF_LIMITS, EntryInfo, read_entries
 from eifbuild.diff.escape import safe_text
 from eifbuild.diff.facts import EifFacts, InputDigest, gather, input_pcrs, section_stream
 from eifbuild.diff.listing import (
@@ -36,7 +36,6 @@ __all__ = [
     "DIFF_LIMITS",
     "EIF_FORMAT",
     "LISTING_FORMAT",
-    "MAX_DIFF_ENTRIES",
     "ArchiveDiff",
     "EifFacts",
     "EntryChange",

@@ -12,14 +12,12 @@ import difflib
 from collections.abc import Iterator
 from typing import Any
 
-from eifbuild.cpio import Limits
 from eifbuild.diff.archive import diff_entry_streams
-from eifbuild.diff.entries import DIFF_LIMITS, MAX_DIFF_ENTRIES, EntryInfo, read_entries
+from eifbuild.diff.entries import DIFF_LIMITS, EntryInfo, read_entries
 from eifbuild.diff.escape import safe_json, safe_str, safe_text
 from eifbuild.diff.facts import (
     CERTIFICATE,
     EifFacts,
-    Progress,
     gather,
     ramdisk_name,
     section_stream,
@@ -27,8 +25,10 @@ from eifbuild.diff.facts import (
 from eifbuild.eif.format import Section
 from eifbuild.eif.reader import EifReader
 from eifbuild.errors import EifbuildError
+from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.measure import Measurements
 from eifbuild.textescape import safe_name
+from eifbuild.types import Progress
 
 EIF_FORMAT = "eifbuild-diff/1"
 PCR_NAMES = ("PCR0", "PCR1", "PCR2", "PCR8")
@@ -184,14 +184,14 @@ def diff_eifs(
     path_a: str,
     path_b: str,
     progress: Progress | None = None,
-    max_entries: int = MAX_DIFF_ENTRIES,
+    max_entries: int = DEFAULT_LIMITS.max_diff_entries,
 ) -> dict[str, Any]:
     """The full diff document (deterministic; see ``eifbuild diff --help`` for its shape).
 
     Entry lists are disk-backed :class:`~eifbuild.diff.spill.SpillList` objects (iterable,
     sized, comparable to lists): memory stays bounded whatever the entry count; at most
     ``max_entries`` entries per ramdisk are read."""
-    limits = dataclasses.replace(DIFF_LIMITS, max_entries=max_entries)
+    limits = dataclasses.replace(DIFF_LIMITS, max_cpio_entries=max_entries)
     with EifReader(path_a) as ra, EifReader(path_b) as rb:
         fa, fb = gather(ra, progress), gather(rb, progress)
         ramdisks = _changed_ramdisks(ra, rb, fa, fb, limits)

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from eifbuild.cpio import S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, Header, Limits, NewcReader
+from eifbuild.cpio import S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, Header, NewcReader
 from eifbuild.diff.escape import safe_text
+from eifbuild.limits import DEFAULT_LIMITS, Limits
 
 # Entry records are kept for one archive of each changed pair: bound their number.
-MAX_DIFF_ENTRIES = 2_000_000
-DIFF_LIMITS = Limits(max_entries=MAX_DIFF_ENTRIES)
+DIFF_LIMITS = dataclasses.replace(DEFAULT_LIMITS, max_cpio_entries=DEFAULT_LIMITS.max_diff_entries)
 
 # Attributes that change what the enclave sees, and those that only renumber the archive.
 CONTENT_ATTRS = ("type", "mode", "uid", "gid", "mtime", "size", "sha256", "target", "rdev")
@@ -114,7 +114,7 @@ def read_entries(fh: BinaryIO, limits: Limits = DIFF_LIMITS) -> Iterator[EntryIn
                 sha.update(chunk)
             digest = sha.digest()
         elif h.ftype == S_IFLNK:
-            target = reader.read_small(limits.max_symlink)
+            target = reader.read_small(limits.max_symlink_bytes)
         yield EntryInfo(h.name, h, pos, digest, target)
 
 

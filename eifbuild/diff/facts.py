@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from eifbuild.eif.format import Section, SectionType
 from eifbuild.eif.reader import EifReader
 from eifbuild.measure import CHUNK, Measurements, certificate_der
-
-Progress = Callable[[int], object]
+from eifbuild.types import Progress
 
 CERTIFICATE = "signing certificate"
 

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from eifbuild.diff.entries import CONTENT_ATTRS, MAX_DIFF_ENTRIES, change_record
+from eifbuild.diff.entries import CONTENT_ATTRS, change_record
 from eifbuild.diff.spill import SpillList, external_sort
-from eifbuild.eif.smallfile import open_regular
 from eifbuild.errors import EifbuildError
+from eifbuild.limits import DEFAULT_LIMITS
+from eifbuild.smallfile import open_regular
 from eifbuild.textescape import safe_name, safe_text
 
 LISTING_FORMAT = "eifbuild-rootfs-diff/1"
-MAX_LISTING_LINE = 1 << 16
 _SNIFF = 4096  # bytes read to tell a listing from an EIF
 # A listing record carries the same attributes as a ramdisk entry.
 LISTING_ATTRS = CONTENT_ATTRS
@@ -82,16 +82,22 @@ def _listing_record(line: bytes) -> tuple[bytes, Record]:
     return name, out
 
 
-def read_listing(path: str, max_entries: int = MAX_DIFF_ENTRIES) -> Iterator[tuple[bytes, Record]]:
+def read_listing(
+    path: str, max_entries: int = DEFAULT_LIMITS.max_diff_entries
+) -> Iterator[tuple[bytes, Record]]:
     """(path bytes, normalised record) for each line of an ``eifbuild rootfs`` listing."""
     with open_regular(Path(path), path) as fh:
-        for n, line in enumerate(iter(lambda: fh.readline(MAX_LISTING_LINE + 1), b""), 1):
+        for n, line in enumerate(
+            iter(lambda: fh.readline(DEFAULT_LIMITS.max_listing_line_bytes + 1), b""), 1
+        ):
             if n > max_entries:
                 raise EifbuildError(
                     f"{safe_name(path)}: more than {max_entries} entries (see --max-entries)"
                 )
-            if len(line) > MAX_LISTING_LINE:
-                raise EifbuildError(f"{path}: line {n} is longer than {MAX_LISTING_LINE} bytes")
+            if len(line) > DEFAULT_LIMITS.max_listing_line_bytes:
+                raise EifbuildError(
+                    f"{path}: line {n} is longer than {DEFAULT_LIMITS.max_listing_line_bytes} bytes"
+                )
             if not line.strip():
                 continue
             try:
@@ -117,7 +123,9 @@ def _sorted_records(path: str, max_entries: int) -> Iterator[tuple[bytes, Record
         yield name, rec
 
 
-def diff_listings(path_a: str, path_b: str, max_entries: int = MAX_DIFF_ENTRIES) -> dict[str, Any]:
+def diff_listings(
+    path_a: str, path_b: str, max_entries: int = DEFAULT_LIMITS.max_diff_entries
+) -> dict[str, Any]:
     """Entry diff of two ``eifbuild rootfs`` listings, matched by path.
 
     Both listings are sorted by path on disk and merged, so memory stays bounded; the entry

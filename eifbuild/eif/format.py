@@ -9,6 +9,8 @@ import enum
 import struct
 from dataclasses import dataclass, field
 
+from eifbuild.types import Arch
+
 MAGIC = b".eif"
 CURRENT_VERSION = 4
 SUPPORTED_VERSIONS = (3, 4)
@@ -18,8 +20,6 @@ MAX_NUM_SECTIONS = 32
 CRC_OFFSET = 544  # the CRC field; CRC covers header[0:544] then every section header + data
 DEFAULT_MEM = 1 << 30  # 1 GiB, written by every AWS tool, used by none
 DEFAULT_CPUS = 2
-SIGNATURE_MAX_SIZE = 32768
-ARCH_FLAG_ARM64 = 0x0001
 
 # magic, version, flags, default_mem, default_cpus, reserved, num_sections
 _FIXED = struct.Struct(">4sHHQQHH")
@@ -42,38 +42,6 @@ class SectionType(enum.IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
-
-
-class Arch(enum.Enum):
-    """Architecture recorded in header flag bit 0."""
-
-    X86_64 = "x86_64"
-    AARCH64 = "aarch64"
-
-    @property
-    def flags(self) -> int:
-        return ARCH_FLAG_ARM64 if self is Arch.AARCH64 else 0
-
-    @classmethod
-    def from_flags(cls, flags: int) -> Arch:
-        return cls.AARCH64 if flags & ARCH_FLAG_ARM64 else cls.X86_64
-
-    @classmethod
-    def parse(cls, value: str | Arch) -> Arch:
-        if isinstance(value, Arch):
-            return value
-        aliases = {
-            "x86_64": cls.X86_64,
-            "amd64": cls.X86_64,
-            "aarch64": cls.AARCH64,
-            "arm64": cls.AARCH64,
-        }
-        try:
-            return aliases[value]
-        except KeyError:
-            raise ValueError(
-                f"unknown architecture {value!r} (expected x86_64 or aarch64)"
-            ) from None
 
 
 @dataclass

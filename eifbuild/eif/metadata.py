@@ -17,20 +17,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from eifbuild.eif.smallfile import open_regular, read_small_file
-from eifbuild.errors import EifbuildError, EifFormatError
+from eifbuild.errors import EifFormatError, MetadataError
+from eifbuild.limits import DEFAULT_LIMITS
+from eifbuild.smallfile import open_regular, read_small_file
 
-MAX_CUSTOM_METADATA_SIZE = 4096  # eif_build / nitro-cli MAX_META_FILE_SIZE
-MAX_DEPTH = 128  # serde_json's recursion limit
 TOP_KEYS = ("ImageName", "ImageVersion", "BuildMetadata", "DockerInfo", "CustomMetadata")
 BUILD_KEYS = ("BuildTime", "BuildTool", "BuildToolVersion", "OperatingSystem", "KernelVersion")
 
 _I64_MIN = -(1 << 63)
 _U64_MAX = (1 << 64) - 1
-
-
-class MetadataError(EifbuildError):
-    """Custom metadata or a kernel config cannot be used."""
 
 
 # ---------------------------------------------------------------- serialisation
@@ -72,8 +67,8 @@ def _format_float(value: float) -> str:
 
 def to_json(value: Any, _depth: int = 0) -> str:
     """Compact serde_json text of a JSON value; object keys sorted byte-wise at every level."""
-    if _depth > MAX_DEPTH:
-        raise MetadataError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if _depth > DEFAULT_LIMITS.max_json_depth:
+        raise MetadataError(f"JSON nested deeper than {DEFAULT_LIMITS.max_json_depth} levels")
     if value is None:
         return "null"
     if value is True:
@@ -193,15 +188,19 @@ def loads_json(data: bytes, name: str) -> Any:
         raise MetadataError(f"{name}: JSON nested too deeply") from None
     except ValueError as exc:
         raise MetadataError(f"{name}: invalid JSON ({exc})") from None
-    if _depth(value) > MAX_DEPTH:
-        raise MetadataError(f"{name}: JSON nested deeper than {MAX_DEPTH} levels")
+    if _depth(value) > DEFAULT_LIMITS.max_json_depth:
+        raise MetadataError(
+            f"{name}: JSON nested deeper than {DEFAULT_LIMITS.max_json_depth} levels"
+        )
     return value
 
 
 def load_custom_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a ``--metadata`` file: at most 4096 bytes, a JSON object."""
     p = Path(path)
-    data = read_small_file(p, "metadata file", MAX_CUSTOM_METADATA_SIZE, MetadataError)
+    data = read_small_file(
+        p, "metadata file", DEFAULT_LIMITS.max_custom_metadata_bytes, MetadataError
+    )
     value = loads_json(data, str(p))
     if not isinstance(value, dict):
         raise MetadataError(f"{p}: custom metadata must be a JSON object")

@@ -25,15 +25,12 @@ from typing import Any, BinaryIO
 
 from eifbuild.crc import Crc32
 from eifbuild.eif.format import (
-    ARCH_FLAG_ARM64,
     CRC_OFFSET,
     HEADER_SIZE,
     MAGIC,
     MAX_NUM_SECTIONS,
     SECTION_HEADER_SIZE,
-    SIGNATURE_MAX_SIZE,
     SUPPORTED_VERSIONS,
-    Arch,
     EifHeader,
     Section,
     SectionHeader,
@@ -41,12 +38,11 @@ from eifbuild.eif.format import (
 )
 from eifbuild.eif.metadata import parse_metadata
 from eifbuild.eif.signature import decode_signature_section
-from eifbuild.eif.smallfile import open_regular
 from eifbuild.errors import EifbuildError, EifFormatError
+from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.measure import CHUNK, FanOut, Measurements, PcrHasher, pcr8_from_pem
-
-MAX_METADATA_SIZE = 1 << 20  # DockerInfo is a few KiB; 1 MiB is generous
-MAX_CMDLINE_SIZE = 1 << 20
+from eifbuild.smallfile import open_regular
+from eifbuild.types import ARCH_FLAG_ARM64, Arch, Progress
 
 
 @dataclass(frozen=True)
@@ -188,8 +184,10 @@ class EifReader:
             raise self._fail(f"{self.file_size - expected} trailing bytes after the last section")
         self._check_order()
         sig = self.signature_section
-        if sig is not None and sig.size > SIGNATURE_MAX_SIZE:
-            raise self._fail(f"signature section is {sig.size} bytes (limit {SIGNATURE_MAX_SIZE})")
+        if sig is not None and sig.size > DEFAULT_LIMITS.max_signature_section_bytes:
+            raise self._fail(
+                f"signature section is {sig.size} bytes (limit {DEFAULT_LIMITS.max_signature_section_bytes})"
+            )
 
     def _check_order(self) -> None:
         types = [s.type for s in self.sections]
@@ -253,11 +251,15 @@ class EifReader:
         return self._read_exact(section.data_offset, section.size)
 
     def cmdline(self) -> bytes:
-        return self.read_section(self.of_type(SectionType.CMDLINE)[0], MAX_CMDLINE_SIZE)
+        return self.read_section(
+            self.of_type(SectionType.CMDLINE)[0], DEFAULT_LIMITS.max_cmdline_bytes
+        )
 
     def metadata_bytes(self) -> bytes | None:
         meta = self.of_type(SectionType.METADATA)
-        return self.read_section(meta[0], MAX_METADATA_SIZE) if meta else None
+        return (
+            self.read_section(meta[0], DEFAULT_LIMITS.max_metadata_section_bytes) if meta else None
+        )
 
     def metadata(self) -> dict[str, Any] | None:
         raw = self.metadata_bytes()
@@ -268,7 +270,9 @@ class EifReader:
         sig = self.signature_section
         if sig is None:
             return None
-        return decode_signature_section(self.read_section(sig, SIGNATURE_MAX_SIZE), self.name)
+        return decode_signature_section(
+            self.read_section(sig, DEFAULT_LIMITS.max_signature_section_bytes), self.name
+        )
 
     def pcr8(self) -> str | None:
         entries = self.signature_entries()
@@ -279,7 +283,7 @@ class EifReader:
         except EifbuildError as exc:
             raise EifFormatError(str(exc)) from None
 
-    def scan(self, progress: Any = None) -> ScanResult:
+    def scan(self, progress: Progress | None = None) -> ScanResult:
         """One streaming pass: PCR0/1/2 (+PCR8) and the CRC as AWS's reader computes it."""
         hdr_bytes = self._read_exact(0, HEADER_SIZE)
         crc = Crc32()

@@ -10,44 +10,12 @@ PEM file's bytes; ``signature`` holds an untagged COSE_Sign1 (built by ``eifbuil
 
 from __future__ import annotations
 
-from eifbuild.eif.format import SIGNATURE_MAX_SIZE
+from eifbuild.cbor import cbor_head, cbor_text, cbor_uint_array
 from eifbuild.errors import EifFormatError
+from eifbuild.limits import DEFAULT_LIMITS
 
 KEY_CERT = "signing_certificate"
 KEY_SIG = "signature"
-MAX_ENTRIES = 16
-
-
-def cbor_head(major: int, n: int) -> bytes:
-    """Minimal-length CBOR head for major type ``major`` and argument ``n``."""
-    if n < 0:
-        raise ValueError("CBOR argument must be non-negative")
-    m = major << 5
-    if n < 24:
-        return bytes([m | n])
-    if n < 0x100:
-        return bytes([m | 24, n])
-    if n < 0x10000:
-        return bytes([m | 25]) + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return bytes([m | 26]) + n.to_bytes(4, "big")
-    return bytes([m | 27]) + n.to_bytes(8, "big")
-
-
-def cbor_text(s: str) -> bytes:
-    raw = s.encode("utf-8")
-    return cbor_head(3, len(raw)) + raw
-
-
-def cbor_uint_array(data: bytes) -> bytes:
-    """serde's ``Vec<u8>``: an array header, then one CBOR uint per byte."""
-    out = bytearray(cbor_head(4, len(data)))
-    for b in data:
-        if b < 24:
-            out.append(b)
-        else:
-            out += bytes((0x18, b))
-    return bytes(out)
 
 
 def encode_signature_entry(cert_pem: bytes, cose: bytes) -> bytes:
@@ -138,16 +106,15 @@ class _Decoder:
 
 def decode_signature_section(data: bytes, name: str = "EIF") -> list[tuple[bytes, bytes]]:
     """Decode section data into ``[(cert_pem, cose_sign1), ...]``; reject anything else."""
-    if len(data) > SIGNATURE_MAX_SIZE:
-        raise EifFormatError(
-            f"{name}: signature section is {len(data)} bytes (limit {SIGNATURE_MAX_SIZE})"
-        )
+    limit = DEFAULT_LIMITS.max_signature_section_bytes
+    if len(data) > limit:
+        raise EifFormatError(f"{name}: signature section is {len(data)} bytes (limit {limit})")
     dec = _Decoder(data, name)
     major, count = dec.head()
     if major != 4:
         raise dec.fail("not a CBOR array")
-    if not 1 <= count <= MAX_ENTRIES:
-        raise dec.fail(f"{count} entries (expected 1 to {MAX_ENTRIES})")
+    if not 1 <= count <= DEFAULT_LIMITS.max_signature_entries:
+        raise dec.fail(f"{count} entries (expected 1 to {DEFAULT_LIMITS.max_signature_entries})")
     entries = [dec.entry() for _ in range(count)]
     if dec.pos != len(data):
         raise dec.fail("trailing bytes")

@@ -23,8 +23,6 @@ from eifbuild.eif.format import (
     HEADER_SIZE,
     MAX_NUM_SECTIONS,
     SECTION_HEADER_SIZE,
-    SIGNATURE_MAX_SIZE,
-    Arch,
     EifHeader,
     Section,
     SectionHeader,
@@ -32,20 +30,16 @@ from eifbuild.eif.format import (
 )
 from eifbuild.eif.metadata import parse_metadata
 from eifbuild.eif.signature import decode_signature_section
-from eifbuild.eif.smallfile import open_regular
-from eifbuild.errors import EifbuildError, SigningError
+from eifbuild.errors import EifWriteError, SigningError
+from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.measure import CHUNK, FanOut, Measurements, PcrHasher, pcr8_from_pem
+from eifbuild.smallfile import open_regular
+from eifbuild.types import Arch, Progress, Signer
 
 # bytes, a file path, or a zero-argument callable returning an iterator of byte chunks
 ByteSource = Union[
     bytes, bytearray, memoryview, str, "os.PathLike[str]", Callable[[], Iterable[bytes]]
 ]
-Signer = Callable[[bytes], bytes]  # signer(pcr0_raw) -> whole signature section data
-Progress = Callable[[int], object]  # called with the number of bytes just written
-
-
-class EifWriteError(EifbuildError):
-    """The inputs of an EIF cannot be written (unreadable source, bad cmdline, too many sections)."""
 
 
 @dataclass(frozen=True)
@@ -153,9 +147,9 @@ def _sign(signer: Signer, pcr0_raw: bytes) -> tuple[bytes, str]:
     section = signer(pcr0_raw)
     if not isinstance(section, (bytes, bytearray)):
         raise SigningError("signer returned no signature section bytes")
-    if len(section) > SIGNATURE_MAX_SIZE:
+    if len(section) > DEFAULT_LIMITS.max_signature_section_bytes:
         raise SigningError(
-            f"signature section is {len(section)} bytes, over the {SIGNATURE_MAX_SIZE}-byte limit "
+            f"signature section is {len(section)} bytes, over the {DEFAULT_LIMITS.max_signature_section_bytes}-byte limit "
             "(is the certificate file a long chain?)"
         )
     entries = decode_signature_section(bytes(section), "signature")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from eifbuild._resources import resource_dir
 from eifbuild.errors import KernelBuildError
+from eifbuild.types import Arch
 
 RECIPE_VERSION = "1"  # bump when the build steps change their output
 ARCHES = ("x86_64", "aarch64")
@@ -102,8 +103,8 @@ def c_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _host_arch() -> str:
-    machine = platform.machine()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    arch = Arch.host()
+    return arch.kernel if arch is not None else platform.machine()
 
 
 def tool_prefix(arch: str) -> str:

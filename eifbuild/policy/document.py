@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eifbuild.eif.smallfile import read_small_file
 from eifbuild.errors import PolicyError
+from eifbuild.smallfile import read_small_file
 
 # A KMS key policy is at most 32 KiB; other IAM documents are smaller. Leave room for
 # pretty-printed copies but refuse anything that cannot be a policy.

@@ -34,14 +34,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from eifbuild._resources import resource_dir
 from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
-from eifbuild.eif.smallfile import open_regular, read_small_file
 from eifbuild.errors import PolicyError, UsageError
+from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.policy.document import MAX_POLICY_SIZE, loads_json, parse_policy
+from eifbuild.smallfile import open_regular, read_small_file
 
 POLICY_TEMPLATE = "kms-key-policy.json.j2"
 DIFF_TEMPLATE = "diff-report.html.j2"
-MAX_MEASUREMENTS_JSON = 16 << 20  # a build --json record is a few KiB
-MAX_TEMPLATE_SIZE = 1 << 20
 # A KMS key policy is at most 32 KiB; a rendered template may be larger before json.dumps
 # normalises it, but not without bound.
 MAX_RENDERED_SIZE = 1 << 20
@@ -92,7 +91,7 @@ def _user_template(path: str | os.PathLike[str]) -> jinja2.Template:
     """A user's template, compiled in jinja2's sandbox: no attribute access to Python
     internals (so no shell commands), no ``include``/``import``/``extends`` (an empty loader),
     ``range`` capped by the sandbox."""
-    raw = read_small_file(path, "template", MAX_TEMPLATE_SIZE, PolicyError)
+    raw = read_small_file(path, "template", DEFAULT_LIMITS.max_template_bytes, PolicyError)
     try:
         env = SandboxedEnvironment(
             loader=jinja2.DictLoader({}), autoescape=False, undefined=jinja2.StrictUndefined
@@ -245,7 +244,9 @@ def load_measurements(
     try:
         with open_regular(path, where, PolicyError) as fh:
             head = fh.read(len(MAGIC))
-            raw = head + fh.read(MAX_MEASUREMENTS_JSON) if head != MAGIC else b""
+            raw = (
+                head + fh.read(DEFAULT_LIMITS.max_measurements_json_bytes) if head != MAGIC else b""
+            )
     except OSError as exc:
         raise PolicyError(f"{where}: cannot read ({exc.strerror})") from None
     if head == MAGIC:
@@ -261,9 +262,9 @@ def load_measurements(
         if m.pcr8 is not None:
             pcrs[8] = m.pcr8
         return Measured(where, pcrs, warnings)
-    if len(raw) > MAX_MEASUREMENTS_JSON:
+    if len(raw) > DEFAULT_LIMITS.max_measurements_json_bytes:
         raise PolicyError(
-            f"{where}: measurements JSON is larger than {MAX_MEASUREMENTS_JSON} bytes"
+            f"{where}: measurements JSON is larger than {DEFAULT_LIMITS.max_measurements_json_bytes} bytes"
         )
     try:
         doc = json.loads(raw.decode("utf-8"))

@@ -15,7 +15,6 @@ returned, so a faulty key backend can never produce a signed EIF that does not v
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +55,6 @@ __all__ = [
     "signature_section",
     "verify_signature",
 ]
-
-Signer = Callable[[bytes], bytes]
 
 
 def open_key(

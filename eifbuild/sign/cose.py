@@ -22,13 +22,19 @@ from typing import Any
 
 import cbor2
 
+from eifbuild.cbor import (
+    cbor_array_head,
+    cbor_bstr,
+    cbor_int,
+    cbor_map_head,
+    cbor_text,
+    cbor_uint_array,
+)
 from eifbuild.errors import VerificationError
+from eifbuild.limits import DEFAULT_LIMITS
 
 # Untagged COSE_Sign1 is what AWS writes; tag 18 is accepted when reading, as describe-eif does.
 COSE_SIGN1_TAG = 18
-# The signature section is bounded by the hypervisor at 32768 bytes; a COSE message inside it
-# can never be larger.
-MAX_COSE_SIZE = 32768
 SIG_CONTEXT = "Signature1"
 
 
@@ -68,48 +74,6 @@ def alg_for_id(cose_id: int) -> Alg | None:
 
 def alg_for_kms_spec(spec: str) -> Alg | None:
     return next((a for a in ALGS if a.kms_spec == spec), None)
-
-
-# --- minimal CBOR writer ---------------------------------------------------------------
-
-
-def _head(major: int, value: int) -> bytes:
-    """CBOR initial byte(s) with the shortest argument encoding."""
-    if value < 0:
-        raise ValueError("negative CBOR argument")
-    top = major << 5
-    if value < 24:
-        return bytes([top | value])
-    for extra, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if value < 1 << (8 * width):
-            return bytes([top | extra]) + value.to_bytes(width, "big")
-    raise ValueError("CBOR argument too large")
-
-
-def cbor_int(value: int) -> bytes:
-    return _head(0, value) if value >= 0 else _head(1, -1 - value)
-
-
-def cbor_bstr(data: bytes) -> bytes:
-    return _head(2, len(data)) + data
-
-
-def cbor_text(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return _head(3, len(raw)) + raw
-
-
-def cbor_uint_array(data: bytes) -> bytes:
-    """serde's encoding of ``Vec<u8>``: an array with one unsigned integer per byte."""
-    return _head(4, len(data)) + b"".join(_head(0, b) for b in data)
-
-
-def cbor_array_head(n: int) -> bytes:
-    return _head(4, n)
-
-
-def cbor_map_head(n: int) -> bytes:
-    return _head(5, n)
 
 
 # --- PcrInfo ------------------------------------------------------------------------------
@@ -209,8 +173,9 @@ def _loads(data: bytes, what: str) -> Any:
 
 def decode_sign1(data: bytes) -> Sign1:
     """Parse a COSE_Sign1 (untagged or tag 18) and check its shape and algorithm."""
-    if len(data) > MAX_COSE_SIZE:
-        raise VerificationError(f"COSE_Sign1 is {len(data)} bytes, more than {MAX_COSE_SIZE}")
+    limit = DEFAULT_LIMITS.max_cose_bytes
+    if len(data) > limit:
+        raise VerificationError(f"COSE_Sign1 is {len(data)} bytes, more than {limit}")
     obj = _loads(data, "COSE_Sign1")
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag != COSE_SIGN1_TAG:

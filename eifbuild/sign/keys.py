@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from eifbuild.eif import smallfile
+from eifbuild import smallfile
 from eifbuild.errors import SigningError, VerificationError
+from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.sign.cose import Alg, alg_for_curve
 
-MAX_PEM_SIZE = 64 * 1024  # a key or certificate file larger than this is not a key file
 _HASHES: dict[str, hashes.HashAlgorithm] = {
     "sha256": hashes.SHA256(),
     "sha384": hashes.SHA384(),
@@ -46,9 +46,9 @@ class KeyBackend(Protocol):
         ...
 
 
-def read_small_file(path: str | os.PathLike[str], what: str, limit: int = MAX_PEM_SIZE) -> bytes:
-    """Read a small input file (key, certificate, payload) with a size bound."""
-    return smallfile.read_small_file(path, what, limit, SigningError)
+def read_pem_file(path: str | os.PathLike[str], what: str) -> bytes:
+    """A key or certificate file, bounded by ``Limits.max_pem_bytes``; SigningError if not."""
+    return smallfile.read_small_file(path, what, DEFAULT_LIMITS.max_pem_bytes, SigningError)
 
 
 def alg_for_public_key(pub: object, what: str) -> Alg:
@@ -111,7 +111,7 @@ class PemKey:
 
 def load_pem_key(path: str | os.PathLike[str]) -> PemKey:
     """Load an unencrypted PEM EC private key with a supported curve."""
-    data = read_small_file(path, "private key")
+    data = read_pem_file(path, "private key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:

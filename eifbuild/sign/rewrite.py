@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eifbuild.errors import EifFormatError, SigningError
+from eifbuild.types import Progress, Signer
 
 if TYPE_CHECKING:
     from eifbuild.eif.format import Section
     from eifbuild.eif.reader import EifReader
     from eifbuild.eif.writer import EifResult
-
-Signer = Callable[[bytes], bytes]
 
 
 def _source(reader: EifReader, section: Section) -> Callable[[], Iterator[bytes]]:
@@ -31,7 +30,7 @@ def rewrite_signed(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     signer: Signer,
-    progress: Callable[[int], object] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[EifResult, str]:
     """Write ``dst`` = ``src`` signed by ``signer``; return the result and the input's PCR0 hex.
 

@@ -42,6 +42,7 @@ import zstandard
 
 from eifbuild._progress import progress
 from eifbuild.errors import ImageSourceError
+from eifbuild.limits import Limits
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -49,40 +50,6 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Ceilings that keep hostile images from exhausting disk, memory or time."""
-
-    max_layer_bytes: int = 64 << 30  # expanded (uncompressed) size of one layer
-    max_total_bytes: int = 256 << 30  # expanded size of all layers together
-    max_entries: int = 1_000_000  # tar members over all layers (bounds time)
-    # Memory of the merged tree (eifbuild.rootfs), estimated as rootfs.NODE_BYTES + name (+ link
-    # target) length per path ever created. 192 MiB of tree + ~35 MiB interpreter stay under
-    # the 256 MiB target: ~560k paths with short names, ~330k with 255-byte names.
-    max_tree_bytes: int = 192 << 20
-    max_name_bytes: int = 4096  # one path
-    max_component_bytes: int = 255  # one path component
-    max_json_bytes: int = 16 << 20  # manifest / config / index documents
-    max_link_depth: int = 40  # symlink hops when resolving inside archives / rootfs
-    # gzip layers (eifbuild.sources._gzindex): inflate-state checkpoints every this many
-    # uncompressed bytes, and the memory all checkpoints of an image may take (beyond it a
-    # layer's spacing doubles). 16 MiB: ~400 checkpoints of ~40 KiB.
-    gzip_spacing_bytes: int = 8 << 20
-    max_index_bytes: int = 16 << 20
-    # Layers per image. Docker's layer store refuses chains deeper than 125 (moby
-    # layer/layer_store.go maxLayerDepth: 127 in some graph drivers minus 2 for the container's
-    # own layers), so no image Docker can run has more; each layer costs a descriptor and
-    # ~25 KiB while the image is open.
-    max_layers: int = 128
-    # zstd layers are decompressed to a temp file (python-zstandard cannot snapshot a
-    # decompressor): one layer may expand to at most max(ZSTD_FLOOR_BYTES, ratio x its
-    # compressed size) (1032 is deflate's own worst case, so any layer gzip could carry passes),
-    # and all temp files of an image add up to at most max_temp_bytes.
-    max_zstd_ratio: int = 1032
-    max_temp_bytes: int = 16 << 30
-
-
-DEFAULT_LIMITS = Limits()
 # A zstd layer may always expand to this much, whatever its compressed size (tiny layers of
 # empty files compress far beyond any ratio).
 ZSTD_FLOOR_BYTES = 64 << 20

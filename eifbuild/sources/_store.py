@@ -8,12 +8,9 @@ import stat
 from pathlib import Path
 
 from eifbuild.errors import ImageSourceError
-from eifbuild.sources._blobs import Limits, Region, open_regular
+from eifbuild.limits import DEFAULT_LIMITS, Limits
+from eifbuild.sources._blobs import Region, open_regular
 from eifbuild.sources._tarhdr import CONT, LNK, REG, SYM, FileSource, TarHeader, read_headers
-
-# docker save of one image: ~4 members per layer plus a few documents; of many images more.
-_MAX_ARCHIVE_MEMBERS = 100_000
-_MAX_ARCHIVE_NAME_BYTES = 32 << 20  # names (and link targets) kept in the index
 
 
 class Store:
@@ -74,8 +71,8 @@ class TarStore(Store):
     Only regular files and links are indexed (directories are implied). The archive must be a
     regular file (a FIFO or a device would block or never end); its headers are read with the
     bounded reader of :mod:`._tarhdr` (same caps as layers), at most
-    :data:`_MAX_ARCHIVE_MEMBERS` members whose indexed names add up to at most
-    :data:`_MAX_ARCHIVE_NAME_BYTES`.
+    :data:`DEFAULT_LIMITS.max_archive_members` members whose indexed names add up to at most
+    :data:`DEFAULT_LIMITS.max_archive_name_bytes`.
     """
 
     def __init__(self, path: Path, limits: Limits) -> None:
@@ -93,9 +90,9 @@ class TarStore(Store):
                 return ImageSourceError(f"{path}: not a readable tar archive ({msg})")
 
             for count, h in enumerate(read_headers(FileSource(fd, 0, size), bad), 1):
-                if count > _MAX_ARCHIVE_MEMBERS:
+                if count > DEFAULT_LIMITS.max_archive_members:
                     raise ImageSourceError(
-                        f"{path}: more than {_MAX_ARCHIVE_MEMBERS} archive members"
+                        f"{path}: more than {DEFAULT_LIMITS.max_archive_members} archive members"
                     )
                 self._add(h)
         except OSError as exc:
@@ -111,9 +108,9 @@ class TarStore(Store):
         if name in self.files or name in self.links:
             raise ImageSourceError(f"{self.label}: duplicate archive member {name}")
         self._name_bytes += len(h.name) + len(h.linkname)
-        if self._name_bytes > _MAX_ARCHIVE_NAME_BYTES:
+        if self._name_bytes > DEFAULT_LIMITS.max_archive_name_bytes:
             raise ImageSourceError(
-                f"{self.label}: archive member names exceed {_MAX_ARCHIVE_NAME_BYTES} bytes"
+                f"{self.label}: archive member names exceed {DEFAULT_LIMITS.max_archive_name_bytes} bytes"
             )
         link = h.linkname.decode("utf-8", "surrogateescape")
         if h.typeflag in (REG, CONT):

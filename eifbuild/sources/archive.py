@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild.errors import ImageSourceError
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, load_json, sha256_region
+from eifbuild.limits import DEFAULT_LIMITS, Limits
+from eifbuild.sources._blobs import load_json, sha256_region
 from eifbuild.sources._store import TarStore
 from eifbuild.sources.image import (
     Image,

@@ -18,7 +18,7 @@ from typing import Any
 from eifbuild._atomic import make_temp_dir
 from eifbuild._progress import progress
 from eifbuild.errors import ImageSourceError
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits
+from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.sources.archive import open_docker_archive
 from eifbuild.sources.image import Image
 

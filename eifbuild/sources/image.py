@@ -12,29 +12,21 @@ from typing import Any, Protocol
 
 from eifbuild._atomic import make_temp_dir
 from eifbuild.errors import ImageSourceError
+from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.model import ImageConfig
-from eifbuild.sources._blobs import (
-    DEFAULT_LIMITS,
-    Limits,
-    Region,
-    compression_of,
-    materialize_layer,
-)
+from eifbuild.sources._blobs import Region, compression_of, materialize_layer
 from eifbuild.sources._gzindex import GzipIndex, IndexBudget, identity
 from eifbuild.sources._tar import Forward, Member, iter_members, iter_stream_members
-
-_ARCH_ALIASES = {
-    "amd64": "amd64",
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "arm64": "arm64",
-    "aarch64": "arm64",
-}
+from eifbuild.types import Arch
 
 
 def normalize_arch(name: str) -> str:
-    """OCI architecture name (``amd64``/``arm64``) for the spellings users type."""
-    return _ARCH_ALIASES.get(name.lower(), name.lower())
+    """OCI architecture name (``amd64``/``arm64``) for the spellings users type; any other
+    name comes back lower-cased (an image for another platform is refused later)."""
+    try:
+        return Arch.parse(name).oci
+    except ValueError:
+        return name.lower()
 
 
 class LayerContent(Protocol):

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild.errors import ImageSourceError
-from eifbuild.sources._blobs import DEFAULT_LIMITS, Limits, Region, check_digest_text, load_json
+from eifbuild.limits import DEFAULT_LIMITS, Limits
+from eifbuild.sources._blobs import Region, check_digest_text, load_json
 from eifbuild.sources._store import DirStore, Store, TarStore
 from eifbuild.sources.image import (
     Image,

@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from eifbuild.errors import ImageSourceError
+from eifbuild.limits import Limits
 from eifbuild.registry import BlobCache, RegistryOptions, fetch_image
-from eifbuild.sources._blobs import Limits, Region
+from eifbuild.sources._blobs import Region
 from eifbuild.sources._store import Store
 from eifbuild.sources.image import Image
 from eifbuild.sources.oci import image_from_manifest
