@@ -163,6 +163,12 @@ def test_each_finding_positive_and_negative(
         allow(None, principal={"AWS": "*"}),
         {
             "Effect": "Allow",
+            "NotPrincipal": {"AWS": ROOT},
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+        },
+        {
+            "Effect": "Allow",
             "Principal": {"AWS": ROLE},
             "NotAction": "kms:Encrypt",
             "Resource": "*",

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from eifbuild.policy.conditions import parse_operator
-from eifbuild.policy.document import Condition, PolicyDocument, Principal, Statement
+from eifbuild.policy.document import Condition, PolicyDocument, Statement
 from eifbuild.policy.kms import (
     IMAGE_PINS,
     action_matches,
@@ -88,9 +88,12 @@ def _pins(stmt: Statement) -> tuple[set[str], list[str]]:
     return pinned, weak
 
 
-def _principal_text(p: Principal | None) -> str:
+def _principal_text(stmt: Statement) -> str:
+    if stmt.not_principal is not None:
+        return "everyone not named in NotPrincipal"
+    p = stmt.principal
     if p is None:
-        return "everyone (NotPrincipal)"
+        return "an unnamed principal (no Principal element)"
     if p.any:
         return "any principal (*)"
     return ", ".join(v for _, v in p.entries)
@@ -188,7 +191,7 @@ def _statement_findings(stmt: Statement) -> list[Finding]:
     if not granted or only_root(principal):
         return out
     pinned, weak = _pins(stmt)
-    who = _principal_text(principal)
+    who = _principal_text(stmt)
     acts = ", ".join(granted) if len(granted) <= 3 else f"{granted[0]} and {len(granted) - 1} more"
     if not pinned & IMAGE_PINS:
         if "PCR8" in pinned:
