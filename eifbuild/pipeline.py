@@ -76,6 +76,7 @@ class BuildRequest:
     limits: Limits | None = None  # ceilings for hostile images (default: DEFAULT_LIMITS)
     entrypoint_mode: str = "nitro"  # nitro: Cmd else Entrypoint; docker: Entrypoint + Cmd
     registry: RegistryOptions | None = None  # docker:// references: TLS, credentials, cache
+    tmp_dir: str | None = None  # temp files (default: $TMPDIR); see eifbuild.sources.open_image
 
 
 @dataclass
@@ -172,6 +173,7 @@ def _open(req: BuildRequest) -> Image:
         docker_dir=Path(req.docker_dir) if req.docker_dir else None,
         limits=req.limits,
         registry=req.registry,
+        tmp_dir=req.tmp_dir,
     )
 
 
@@ -246,6 +248,7 @@ def build(req: BuildRequest) -> BuildReport:
                 progress=bar.update,
             )
         record = _record(req, image, blobs, result, cmd, env)
+        record["layers"] = image.layer_access()
     if missing_wd:
         warnings.append(
             f"WorkingDir {config.working_dir!r} is missing from the image: nitro-cli creates it "

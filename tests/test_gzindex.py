@@ -349,7 +349,8 @@ def test_snapshot_cost_constant_is_not_an_underestimate(tmp_path: Path) -> None:
 
 
 def test_unsorted_layer_gets_dense_checkpoints(tmp_path: Path) -> None:
-    """A tar not in export order is noticed in the first pass; sorted ones keep the spacing."""
+    """A tar not in export order is noticed in the first pass; sorted ones keep the spacing.
+    Without a temp file (spool_layers off) the unsorted one gets dense checkpoints."""
     rng = random.Random(5)
     files = [E.file(f"f{i:02d}", _payload(rng, 60_000)) for i in range(40)]
     refs = {
@@ -359,10 +360,12 @@ def test_unsorted_layer_gets_dense_checkpoints(tmp_path: Path) -> None:
     spacing = {}
     for name, ref in refs.items():
         with open_image(ref, limits=Limits(gzip_spacing_bytes=1 << 20)) as image:
+            image.spool_layers = False
             got = {e.path: b"".join(e.open()) for e in flatten(image)}
             index = image.layers[0].content()
             assert isinstance(index, GzipIndex)
             spacing[name] = index.spacing, len(index.checkpoints), index.restarts
+            assert index.access == ("stream" if name == "sorted" else "checkpoints")
         assert got == {e.name: e.data for e in files}
     assert spacing["sorted"] == (1 << 20, 3, 1)  # one reader ran through the layer
     dense, checkpoints, restarts = spacing["reversed"]
@@ -471,3 +474,39 @@ def test_window_only_when_the_budget_has_room(tmp_path: Path) -> None:
         assert b"".join(index.build()) == b"x" * 1000
         assert b"".join(index.chunks(10, 20)) == b"x" * 20
         index.close()
+
+
+def test_unsorted_layer_is_read_back_from_an_unnamed_temp_file(tmp_path: Path) -> None:
+    """Out of export order: from the first out-of-order entry on, the inflated output goes to
+    a temp file without a name in tmp_dir (nothing visible there, gone when the image closes);
+    the contents are the same and the layer is not re-inflated per file."""
+    rng = random.Random(6)
+    files = [E.file(f"f{i:02d}", _payload(rng, 60_000)) for i in range(40)]
+    ref = simple_oci(tmp_path / "b", files[::-1], compression="gzip")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    before = set(os.listdir("/proc/self/fd"))
+    with open_image(ref, limits=Limits(gzip_spacing_bytes=1 << 20), tmp_dir=str(tmp)) as image:
+        got = {e.path: b"".join(e.open()) for e in flatten(image)}
+        index = image.layers[0].content()
+        assert isinstance(index, GzipIndex)
+        assert index.access == "temp-file" and index.spool_from is not None
+        assert index.spool_from + index.spool_bytes == index.size
+        assert index.restarts <= 4  # only the few entries before spool_from
+        assert os.listdir(tmp) == []
+        assert image.layer_access()[0]["access"] == "temp-file"
+    assert got == {e.name: e.data for e in files}
+    assert set(os.listdir("/proc/self/fd")) <= before | {str(index._fd)}
+
+
+def test_temp_file_failure_falls_back_to_checkpoints(tmp_path: Path) -> None:
+    """A tmp_dir that cannot hold a file: same contents through dense checkpoints, and why."""
+    rng = random.Random(7)
+    files = [E.file(f"f{i:02d}", _payload(rng, 30_000)) for i in range(20)]
+    ref = simple_oci(tmp_path / "b", files[::-1], compression="gzip")
+    with open_image(ref, tmp_dir=str(tmp_path / "missing")) as image:
+        got = {e.path: b"".join(e.open()) for e in flatten(image)}
+        index = image.layers[0].content()
+        assert isinstance(index, GzipIndex)
+        assert index.access == "checkpoints" and "no temp file" in (index.spool_error or "")
+    assert got == {e.name: e.data for e in files}

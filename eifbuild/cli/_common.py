@@ -93,11 +93,12 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         "limits (against hostile images) and layer access",
         "Layers are never extracted. Uncompressed layers are read in place; gzip layers through "
         "checkpoints of the decompressor state taken while the layer is first read (no temp "
-        "copy; memory bounded by --max-index-mib); zstd layers are decompressed once into a temp "
-        "file (disk: their uncompressed size, at most --max-zstd-ratio times the compressed "
+        "disk when the layer is in docker-export walk order, memory bounded by --max-index-mib; "
+        "a gzip layer out of that order is inflated once into an unnamed temp file); zstd "
+        "layers are decompressed once into a temp file (disk: their uncompressed size, at most --max-zstd-ratio times the compressed "
         f"size or {ZSTD_FLOOR_BYTES >> 20} MiB if more, and --max-temp-mib for all of them). "
         "A docker-daemon image is first saved to a temp archive (`docker save`). Temp files go "
-        "to $TMPDIR and are removed at exit.",
+        "to $TMPDIR (build: --tmp-dir) and are removed at exit.",
     )
     g.add_argument(
         "--max-expanded-mib",

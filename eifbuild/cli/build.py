@@ -83,6 +83,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="clamp image mtimes to EPOCH (default: SOURCE_DATE_EPOCH); changes PCR2",
     )
     p.add_argument("--json", action="store_true", help="print a full build record as JSON")
+    p.add_argument(
+        "--tmp-dir",
+        metavar="DIR",
+        help="directory for temp files (default: $TMPDIR): gzip layers out of export order are "
+        "inflated once into an unnamed temp file there (at most their uncompressed size, "
+        "bounded by --max-expanded-mib); also zstd layers and a docker-daemon image's archive",
+    )
     add_limit_arguments(p)
     add_registry_arguments(p)
     try:
@@ -104,6 +111,12 @@ def clamp_value(raw: str | None) -> int | None:
     if not raw.isdigit():
         raise UsageError(f"--clamp-mtime {raw!r} is not a non-negative integer")
     return int(raw)
+
+
+def tmp_dir_value(raw: str | None) -> str | None:
+    if raw is not None and not os.path.isdir(raw):
+        raise UsageError(f"--tmp-dir {raw}: not a directory")
+    return raw
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         limits=limits_from_args(args),
         entrypoint_mode=args.entrypoint_mode,
         registry=registry_options(args),
+        tmp_dir=tmp_dir_value(args.tmp_dir),
     )
     report = build(req)
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 from eifbuild._atomic import atomic_output
+from eifbuild._prefetch import prefetched
 from eifbuild.crc import Crc32, crc32_combine
 from eifbuild.eif.format import (
     HEADER_SIZE,
@@ -120,11 +121,19 @@ class _SectionStream:
         self.fh.write(SectionHeader(stype, guess).pack())
         size = 0
         data_crc = Crc32()
-        for chunk in iter_source(src, label):
-            self.fan.update(chunk, hashers, self.fh.write, crc=data_crc)
-            size += len(chunk)
-            if self.progress is not None:
-                self.progress(len(chunk))
+        chunks = iter_source(src, label)
+        if callable(src) and (os.cpu_count() or 1) > 1:
+            chunks = prefetched(chunks)  # produce (walk, inflate, cpio) while hashing
+        try:
+            for chunk in chunks:
+                self.fan.update(chunk, hashers, self.fh.write, crc=data_crc)
+                size += len(chunk)
+                if self.progress is not None:
+                    self.progress(len(chunk))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # stops a prefetching producer when writing failed
         header = SectionHeader(stype, size).pack()
         if size != guess:  # back-patch the section header, then return to the end
             self.fh.seek(offset)

@@ -64,11 +64,27 @@ def open_image(
     docker_dir: Path | None = None,
     limits: Limits | None = None,
     registry: RegistryOptions | None = None,
+    tmp_dir: str | None = None,
 ) -> Image:
     """Open ``ref``; with ``arch``, pick that platform from an index and insist on it.
 
     ``registry`` configures ``docker://`` references (TLS, credentials, cache, retries).
+    ``tmp_dir`` (default: $TMPDIR) receives the temp files: the ``docker save`` archive of a
+    daemon image, zstd layers, gzip layers out of export order (see :class:`Image`).
     """
+    image = _open_image(ref, arch, docker_dir, limits, registry, tmp_dir)
+    image.tmp_root = tmp_dir
+    return image
+
+
+def _open_image(
+    ref: str,
+    arch: str | None,
+    docker_dir: Path | None,
+    limits: Limits | None,
+    registry: RegistryOptions | None,
+    tmp_dir: str | None,
+) -> Image:
     lim = limits or DEFAULT_LIMITS
     if arch is not None and normalize_arch(arch) not in ("amd64", "arm64"):
         raise UsageError(f"--arch {arch}: expected amd64 (x86_64) or arm64 (aarch64)")
@@ -78,7 +94,7 @@ def open_image(
     if transport == "docker-daemon":
         from eifbuild.sources.daemon import open_daemon
 
-        return open_daemon(ref, location, arch, docker_dir, lim)
+        return open_daemon(ref, location, arch, docker_dir, lim, tmp_dir)
     if transport == "docker":
         from eifbuild.sources.remote import open_remote
 

@@ -12,6 +12,7 @@ import difflib
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ def open_daemon(
     arch: str | None,
     docker_dir: Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    tmp_dir: str | None = None,
 ) -> Image:
     import docker.errors
 
@@ -125,7 +127,11 @@ def open_daemon(
     except docker.errors.APIError as exc:
         raise ImageSourceError(f"{reference}: {exc.explanation}") from None
     image_id = str(inspect.get("Id", ""))
-    tmp = make_temp_dir("image")
+    tmp = (
+        make_temp_dir("image")
+        if tmp_dir is None
+        else tempfile.mkdtemp(prefix="eifbuild-image-", dir=tmp_dir)
+    )
     try:
         saved = Path(tmp) / "image.tar"
         with open(saved, "wb") as out, progress(desc="docker save") as bar:

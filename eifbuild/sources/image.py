@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -152,7 +153,10 @@ class Layer:
         for member in iter_stream_members(stream, self.what, cap):
             key = [p for p in member.name.split(b"/") if p not in (b"", b".")]
             if key < prev:  # not docker-export order: content reads will jump around
-                index.unsorted()
+                if self.image.spool_layers:
+                    index.spool(self.image.tmp_root)
+                else:
+                    index.unsorted()
             prev = key
             yield member
         stream.drain()
@@ -191,10 +195,43 @@ class Image:
         """Run ``fn`` once at :meth:`close` (a transport's temp files, locks)."""
         self._cleanups.append(fn)
 
+    # Where temp files go (None: $TMPDIR), and whether a gzip layer out of export order may
+    # be inflated once into a temp file (else: dense checkpoints, no disk, much slower).
+    tmp_root: str | None = field(default=None, repr=False)
+    spool_layers: bool = field(default=True, repr=False)
+
     def tmpdir(self) -> str:
         if self._tmp is None:
-            self._tmp = make_temp_dir("image")
+            self._tmp = (
+                make_temp_dir("image")
+                if self.tmp_root is None
+                else tempfile.mkdtemp(prefix="eifbuild-image-", dir=self.tmp_root)
+            )
         return self._tmp
+
+    def layer_access(self) -> list[dict[str, Any]]:
+        """How each layer's content was reached (the ``layers`` list of ``build --json``)."""
+        out: list[dict[str, Any]] = []
+        for layer in self.layers:
+            content = layer._content
+            item: dict[str, Any] = {"index": layer.index, "digest": layer.digest}
+            if isinstance(content, GzipIndex):
+                item["compression"] = "gzip"
+                item["access"] = content.access
+                item["uncompressed_bytes"] = content.size
+                if content.access == "temp-file":
+                    item["temp_file_bytes"] = content.spool_bytes
+                if content.spool_error is not None:
+                    item["note"] = content.spool_error
+            elif isinstance(content, RegionContent):
+                temp = content.region.path != layer.blob.path
+                item["compression"] = "zstd" if temp else "none"
+                item["access"] = "temp-file" if temp else "in-place"
+                item["uncompressed_bytes"] = content.region.size
+                if temp:
+                    item["temp_file_bytes"] = content.region.size
+            out.append(item)
+        return out
 
     def gzip_index(self, blob: Region, what: str) -> GzipIndex:
         """A new checkpoint index over a gzip blob, sharing this image's memory budget."""
