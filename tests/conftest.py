@@ -8,17 +8,21 @@ green run cannot hide a missing install step.
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = str(ROOT / "tests")
 
 # Property tests: no per-example deadline (the machine may be busy building a kernel); in CI
 # (CI=true) examples are derived from the test itself, so a run is reproducible.
@@ -30,8 +34,121 @@ settings.load_profile("ci" if os.environ.get("CI") else "eifbuild")
 REQUIRED = {x.strip() for x in os.environ.get("EIFBUILD_REQUIRE", "").split(",") if x.strip()}
 
 
+# Component (the first argument of require) -> pytest markers it implies. Every component is
+# also a marker of its own name ("-" -> "_"), so `-m "not kernel"` deselects every test whose
+# code, fixtures or helper functions call require("kernel", ...) or require("kernel-aarch64", ...).
+COMPONENT_MARKERS: dict[str, tuple[str, ...]] = {
+    "kernel-aarch64": ("kernel",),
+    "docker-registry": ("registry",),
+}
+COMPONENTS = (
+    "apt", "busybox", "cpio", "cross-aarch64", "docker", "docker-registry", "dpkg-deb", "gcc",
+    "kernel", "kernel-aarch64", "musl", "oras", "qemu", "skopeo",
+)  # fmt: skip
+_REQUIRE_CALL = re.compile(r"""\brequire\(\s*["']([\w-]+)["']""")
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+_current: list[pytest.Item] = []
+
+
+def markers_for(component: str) -> set[str]:
+    return {component.replace("-", "_"), *COMPONENT_MARKERS.get(component, ())}
+
+
+def _source(obj: object) -> str:
+    try:
+        return inspect.getsource(obj)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+
+
+def _module_requirements(module: ModuleType) -> dict[str, set[str]]:
+    """name -> components for every function/class of ``module`` that calls require,
+    directly or through another function of the module (fixpoint over the call graph)."""
+    cache: dict[str, set[str]] | None = getattr(module, "__eifbuild_requires__", None)
+    if cache is not None:
+        return cache
+    sources = {
+        name: _source(obj)
+        for name, obj in vars(module).items()
+        if (inspect.isfunction(obj) or inspect.isclass(obj))
+        and getattr(obj, "__module__", None) == module.__name__
+    }
+    reqs = {name: set(_REQUIRE_CALL.findall(src)) for name, src in sources.items()}
+    calls = {name: set(_CALL.findall(src)) & sources.keys() for name, src in sources.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name, callees in calls.items():
+            for callee in callees:
+                if not reqs[callee] <= reqs[name]:
+                    reqs[name] |= reqs[callee]
+                    changed = True
+    result = {name: comps for name, comps in reqs.items() if comps}
+    module.__eifbuild_requires__ = result  # type: ignore[attr-defined]
+    return result
+
+
+def required_components(item: pytest.Item) -> set[str]:
+    """The components ``item`` asks for: require(...) in the test, its fixtures (the whole
+    fixture closure) and the module-level helpers any of them call."""
+    found: set[str] = set()
+    funcs: list[Any] = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    if info is not None:
+        for defs in info.name2fixturedefs.values():
+            funcs += [d.func for d in defs]
+    for func in funcs:
+        if func is None:
+            continue
+        func = inspect.unwrap(func)
+        src = _source(func)
+        found |= set(_REQUIRE_CALL.findall(src))
+        names = getattr(func, "__globals__", {})
+        for called in set(_CALL.findall(src)) - {func.__name__}:
+            obj = names.get(called)
+            module = inspect.getmodule(obj) if obj is not None else None
+            if module is not None and str(getattr(module, "__file__", "")).startswith(TESTS):
+                found |= _module_requirements(module).get(getattr(obj, "__name__", ""), set())
+    return found
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "registry: needs Debian's docker-registry")
+    for component in COMPONENTS:
+        for marker in markers_for(component) - {"docker", "qemu", "kernel", "musl", "registry"}:
+            config.addinivalue_line("markers", f"{marker}: needs {component} (see require())")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for component in sorted(required_components(item) & set(COMPONENTS)):
+            for marker in sorted(markers_for(component)):
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _require_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remember the running test, so require() can check that it carries the markers."""
+    _current.append(request.node)
+    yield
+    _current.pop()
+
+
 def require(component: str, available: bool, why: str = "") -> None:
-    """Skip (or fail, when required) a test whose real component is unavailable."""
+    """Skip (or fail, when required) a test whose real component is unavailable.
+
+    It also fails a test that reaches require() without the markers the component implies:
+    the collection-time derivation (required_components) missed a path, so ``-m "not X"``
+    would not have deselected it."""
+    if component not in COMPONENTS:
+        pytest.fail(f"require({component!r}): add it to COMPONENTS in tests/conftest.py")
+    if _current:
+        missing = markers_for(component) - {m.name for m in _current[-1].iter_markers()}
+        if missing:
+            pytest.fail(
+                f"{_current[-1].nodeid} calls require({component!r}) but is not marked "
+                f"{sorted(missing)}: tests/conftest.py required_components missed the call"
+            )
     if available:
         return
     msg = f"{component} unavailable{': ' + why if why else ''}"
