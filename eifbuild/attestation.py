@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from eifbuild.errors import AttestationError, VerificationError
+from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.sign.cose import ES384, decode_sign1
 from eifbuild.sign.keys import raw_to_der, utc_now, validity_problem
 from eifbuild.smallfile import read_small_file
@@ -44,10 +45,10 @@ ROOT_PEM = Path(__file__).resolve().parent / "data" / "aws-nitro-enclaves-root-g
 # SHA-256 of the DER root certificate, as AWS publishes it for AWS_NitroEnclaves_Root-G1.
 AWS_ROOT_SHA256 = "641A0321A3E244EFE456463195D606317ED7CDCC3C1756E09893F3C68F79BB5B"
 
-MAX_DOCUMENT_FILE = 64 << 10  # base64 of a COSE_Sign1 of at most 32 KiB, with line breaks
-MAX_CERT_SIZE = 4096
-MAX_CABUNDLE = 8
-MAX_FIELD = 4096  # public_key, user_data, nonce (real documents carry up to 1 KiB)
+MAX_DOCUMENT_FILE = DEFAULT_LIMITS.max_attestation_file_bytes
+MAX_CERT_SIZE = DEFAULT_LIMITS.max_attestation_cert_bytes
+MAX_CABUNDLE = DEFAULT_LIMITS.max_attestation_cabundle
+MAX_FIELD = DEFAULT_LIMITS.max_attestation_field_bytes
 PCR_SIZES = (32, 48, 64)
 DEBUG_PCRS = (0, 1, 2)
 

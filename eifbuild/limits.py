@@ -89,6 +89,12 @@ class Limits:
     max_payload_bytes: int = 4096  # a detached-signing PcrInfo payload
     max_measurements_json_bytes: int = 16 * MiB  # verify --expect, policy INPUT
     max_template_bytes: int = 1 * MiB  # a jinja2 policy template
+    max_rendered_policy_bytes: int = 1 * MiB  # characters a policy template may produce
+    max_policy_bytes: int = 1 * MiB  # a key policy read by policy lint/check/--merge (KMS: 32 KiB)
+    max_attestation_file_bytes: int = 64 * KiB  # an attestation document file (raw or base64)
+    max_attestation_cert_bytes: int = 4096  # one DER certificate inside a document
+    max_attestation_cabundle: int = 8  # certificates in its cabundle (AWS sends 4)
+    max_attestation_field_bytes: int = 4096  # public_key, user_data, nonce (real ones: 1 KiB)
 
     # --- diff and boot-test ------------------------------------------------------------
     max_diff_entries: int = 2_000_000  # entries of one ramdisk compared by eifbuild diff

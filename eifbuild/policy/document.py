@@ -16,11 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from eifbuild.errors import PolicyError
+from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.smallfile import read_small_file
-
-# A KMS key policy is at most 32 KiB; other IAM documents are smaller. Leave room for
-# pretty-printed copies but refuse anything that cannot be a policy.
-MAX_POLICY_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -177,7 +174,7 @@ def parse_policy(doc: Any, where: str) -> PolicyDocument:
 
 
 def load_policy(path: str | os.PathLike[str]) -> PolicyDocument:
-    """Read and parse a key policy file (at most MAX_POLICY_SIZE bytes)."""
+    """Read and parse a key policy file (at most Limits.max_policy_bytes)."""
     where = os.fspath(path)
-    raw = read_small_file(path, "policy", MAX_POLICY_SIZE, PolicyError)
+    raw = read_small_file(path, "policy", DEFAULT_LIMITS.max_policy_bytes, PolicyError)
     return parse_policy(loads_json(raw, where), where)

@@ -36,14 +36,11 @@ from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
 from eifbuild.errors import PolicyError, UsageError
 from eifbuild.limits import DEFAULT_LIMITS
-from eifbuild.policy.document import MAX_POLICY_SIZE, loads_json, parse_policy
+from eifbuild.policy.document import loads_json, parse_policy
 from eifbuild.smallfile import open_regular, read_small_file
 
 POLICY_TEMPLATE = "kms-key-policy.json.j2"
 DIFF_TEMPLATE = "diff-report.html.j2"
-# A KMS key policy is at most 32 KiB; a rendered template may be larger before json.dumps
-# normalises it, but not without bound.
-MAX_RENDERED_SIZE = 1 << 20
 MAX_RENDER_SECONDS = 10
 
 DEFAULT_ACTIONS = ("kms:Decrypt",)
@@ -104,7 +101,7 @@ def _user_template(path: str | os.PathLike[str]) -> jinja2.Template:
 
 
 def _render_bounded(tpl: jinja2.Template, ctx: dict[str, Any], name: str) -> str:
-    """Render ``tpl`` with at most MAX_RENDERED_SIZE characters of output and
+    """Render ``tpl`` with at most DEFAULT_LIMITS.max_rendered_policy_bytes characters of output and
     MAX_RENDER_SECONDS of time (main thread); any failure inside the template is a
     PolicyError naming it."""
     out: list[str] = []
@@ -113,9 +110,9 @@ def _render_bounded(tpl: jinja2.Template, ctx: dict[str, Any], name: str) -> str
         try:
             for chunk in tpl.generate(**ctx):
                 size += len(chunk)
-                if size > MAX_RENDERED_SIZE:
+                if size > DEFAULT_LIMITS.max_rendered_policy_bytes:
                     raise PolicyError(
-                        f"{name}: template output exceeds {MAX_RENDERED_SIZE} characters"
+                        f"{name}: template output exceeds {DEFAULT_LIMITS.max_rendered_policy_bytes} characters"
                     )
                 out.append(chunk)
         except PolicyError:
@@ -616,7 +613,7 @@ def build_policy(
             return PolicyResult(_dumps(ours), tuple(images), (), tuple(warnings))
         assert merge is not None
         where = os.fspath(merge)
-        raw = read_small_file(merge, "policy", MAX_POLICY_SIZE, PolicyError)
+        raw = read_small_file(merge, "policy", DEFAULT_LIMITS.max_policy_bytes, PolicyError)
         existing = loads_json(raw, where)
         if not isinstance(existing, dict):
             raise PolicyError(f"{where}: a policy must be a JSON object")
