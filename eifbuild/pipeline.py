@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from eifbuild._progress import progress
 from eifbuild.blobs import Blobs, resolve_blobs
 from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
 from eifbuild.eif.writer import EifResult, write_eif
-from eifbuild.errors import ImageSourceError
+from eifbuild.errors import ImageSourceError, UsageError
 from eifbuild.limits import Limits
 from eifbuild.model import Entry, ImageConfig
 from eifbuild.ramdisk import DECISIONS, bootstrap_stream, customer_stream, list_file
@@ -202,6 +203,53 @@ def _metadata(req: BuildRequest, image: Image, blobs: Blobs) -> bytes:
         operating_system=os_name,
         kernel_version=kver,
         docker_info=docker_info(image.config, image_id),
+        custom=custom,
+    )
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
+
+
+def resolve_build_time(explicit: str | None) -> str:
+    """An explicit RFC 3339 BuildTime, else SOURCE_DATE_EPOCH, else 1970-01-01 (never the clock)."""
+    if explicit is not None:
+        if not _RFC3339.match(explicit):
+            raise UsageError(f"--build-time {explicit!r} is not an RFC 3339 date-time")
+        return explicit
+    epoch = source_date_epoch()
+    return DEFAULT_BUILD_TIME if epoch is None else rfc3339(epoch)
+
+
+def assemble_metadata(
+    kernel: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    image_version: str | None = None,
+    build_time: str | None = None,
+    build_tool: str = BUILD_TOOL,
+    build_tool_version: str = __version__,
+    operating_system: str | None = None,
+    kernel_version: str | None = None,
+    kernel_config: str | os.PathLike[str] | None = None,
+    metadata: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """The metadata section of ``assemble`` (eif_build's defaults where eifbuild has none).
+
+    ImageName defaults to the kernel file's name, ImageVersion to 1.0; OperatingSystem and
+    KernelVersion come from ``kernel_config`` (line 3), else OS / kernel.
+    """
+    os_name, kver = "OS", "kernel"
+    if kernel_config:
+        os_name, kver = kernel_config_info(kernel_config)
+    custom = load_custom_metadata(metadata) if metadata else None
+    return encode_metadata(
+        image_name=name if name is not None else os.path.basename(os.fspath(kernel)),
+        image_version=image_version if image_version is not None else "1.0",
+        build_time=resolve_build_time(build_time),
+        build_tool=build_tool,
+        build_tool_version=build_tool_version,
+        operating_system=operating_system if operating_system is not None else os_name,
+        kernel_version=kernel_version if kernel_version is not None else kver,
         custom=custom,
     )
 

@@ -27,23 +27,17 @@ Deliberate differences from ``eif_build`` (docs/spec/eif.md §10.3):
 from __future__ import annotations
 
 import argparse
-import os
-import re
 from pathlib import Path
 
 from eifbuild import __version__
-from eifbuild._epoch import DEFAULT_BUILD_TIME, rfc3339, source_date_epoch
 from eifbuild._progress import progress
 from eifbuild.cli._common import add_eif_output, info, print_json
 from eifbuild.cli._signing import add_signing_arguments, make_signer
-from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
 from eifbuild.eif.writer import write_eif
-from eifbuild.errors import UsageError
+from eifbuild.pipeline import assemble_metadata
 
 HELP = "write an EIF v4 from kernel, cmdline and ramdisks (byte-compatible with eif_build)"
 DESCRIPTION = (__doc__ or HELP).replace("``", "").strip()
-
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,32 +98,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_signing_arguments(p)
 
 
-def resolve_build_time(explicit: str | None) -> str:
-    if explicit is not None:
-        if not _RFC3339.match(explicit):
-            raise UsageError(f"--build-time {explicit!r} is not an RFC 3339 date-time")
-        return explicit
-    epoch = source_date_epoch()
-    return DEFAULT_BUILD_TIME if epoch is None else rfc3339(epoch)
-
-
-def build_metadata(args: argparse.Namespace) -> bytes:
-    os_name, kernel_version = "OS", "kernel"
-    if args.kernel_config:
-        os_name, kernel_version = kernel_config_info(args.kernel_config)
-    custom = load_custom_metadata(args.metadata) if args.metadata else None
-    return encode_metadata(
-        image_name=args.name if args.name is not None else os.path.basename(args.kernel),
-        image_version=args.image_version if args.image_version is not None else "1.0",
-        build_time=resolve_build_time(args.build_time),
-        build_tool=args.build_tool,
-        build_tool_version=args.build_tool_version,
-        operating_system=args.img_os if args.img_os is not None else os_name,
-        kernel_version=args.img_kernel if args.img_kernel is not None else kernel_version,
-        custom=custom,
-    )
-
-
 def _total_size(paths: list[str]) -> int | None:
     try:
         return sum(Path(p).stat().st_size for p in paths)
@@ -138,7 +106,18 @@ def _total_size(paths: list[str]) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    metadata = build_metadata(args)
+    metadata = assemble_metadata(
+        args.kernel,
+        name=args.name,
+        image_version=args.image_version,
+        build_time=args.build_time,
+        build_tool=args.build_tool,
+        build_tool_version=args.build_tool_version,
+        operating_system=args.img_os,
+        kernel_version=args.img_kernel,
+        kernel_config=args.kernel_config,
+        metadata=args.metadata,
+    )
     signer = make_signer(args)  # validates keys/certificates before anything is written
     with progress(total=_total_size([args.kernel, *args.ramdisk]), desc="Writing EIF") as bar:
         result = write_eif(
