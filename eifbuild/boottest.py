@@ -19,6 +19,7 @@ attestation, or that the kernel boots on real Nitro hardware (see kernels/README
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import selectors
@@ -47,13 +48,23 @@ _MACHINE = {"x86_64": "q35", "aarch64": "virt"}
 _EXTRA_CMDLINE = {"x86_64": "", "aarch64": " console=ttyAMA0"}
 QEMU, QEMU_PACKAGE = QEMU_BY_ARCH["x86_64"]
 DEFAULT_TIMEOUT = 120.0
-DEFAULT_MEMORY_MIB = 512
+DEFAULT_MEMORY_MIB = 512  # the floor of the default (nitro-cli's examples use 512)
+# nitro-cli run-enclave refuses less than 4 x the EIF file size (rounded up to whole MiB):
+# "At least N MB must be allocated (which is 4 times the EIF file size)"; see
+# docs/spec/eif.md. boot-test uses the same rule for its default guest memory.
+EIF_MEMORY_RATIO = 4
+MIB = 1 << 20
 
 # Lines eifbuild's init prints (kernels/init/init.c, report_status()).
 _EXIT_RE = re.compile(rb"eifbuild-init: command exited with status (\d+)")
 _SIGNAL_RE = re.compile(rb"eifbuild-init: command killed by signal (\d+)")
 _INIT_MSG_RE = re.compile(r"eifbuild-init: [^\n]*")
 _CANNOT_RUN_RE = re.compile(rb"eifbuild-init: cannot run ")  # exec failed: status 126/127
+# The kernel could not unpack the whole initramfs (init/initramfs.c: out of memory gives
+# "write error"), or QEMU's loader refused it: the image was cut, not broken.
+_INITRAMFS_FAIL_RE = re.compile(
+    rb"Initramfs unpacking failed: ([^\r\n]*)|(initrd is too large)|(not enough memory)"
+)
 # A kernel panic: with nitro-cli's panic=30 the VM would idle 30 s before rebooting.
 _PANIC_RE = re.compile(rb"Kernel panic - not syncing: ([^\r\n]*)")
 _PANIC_DONE = (b"Rebooting in ", b"---[ end Kernel panic")  # printed after the panic report
@@ -68,6 +79,17 @@ def _panic_finished(buf: bytearray, new: int) -> bool:
 OnOutput = Callable[[bytes], None]
 
 
+def enclave_memory_mib(eif_size: int) -> int:
+    """The least memory (MiB) nitro-cli run-enclave accepts for an EIF of ``eif_size`` bytes:
+    4 x its size rounded up to whole MiB."""
+    return EIF_MEMORY_RATIO * -(-eif_size // MIB)
+
+
+def default_memory_mib(eif_size: int) -> int:
+    """boot-test's default guest memory: nitro-cli's minimum, and at least 512 MiB."""
+    return max(DEFAULT_MEMORY_MIB, enclave_memory_mib(eif_size))
+
+
 @dataclass(frozen=True)
 class BootOptions:
     """How to boot and what to expect: the options of ``eifbuild boot-test``."""
@@ -75,14 +97,14 @@ class BootOptions:
     timeout: float = DEFAULT_TIMEOUT
     expect: str | None = None
     expect_status: int | None = None
-    memory_mib: int = DEFAULT_MEMORY_MIB
+    memory_mib: int | None = None  # None: default_memory_mib(EIF size)
     qemu: str | None = None  # default: by the EIF's architecture (QEMU_BY_ARCH)
     on_output: OnOutput | None = None  # called with console bytes as they arrive
 
     def check(self) -> None:
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout:g} must be positive")
-        if not 64 <= self.memory_mib <= 1 << 20:
+        if self.memory_mib is not None and not 64 <= self.memory_mib <= 1 << 20:
             raise UsageError(f"--memory {self.memory_mib} MiB is outside 64..1048576")
 
 
@@ -102,6 +124,9 @@ class BootResult:
     duration_s: float
     passed: bool
     cannot_run: bool = False  # the init could not execute the command
+    memory_mib: int | None = None  # guest memory used
+    initramfs_error: str | None = None  # the kernel (or QEMU) could not load all ramdisks
+    memory_needed_mib: int | None = None  # set when the memory was too small for the EIF
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,8 +222,13 @@ def _verdict(
     found = None if expect is None else expect in _INIT_MSG_RE.sub("", text)
     # A command the init cannot execute fails unless --expect-status asks for its 126/127.
     cannot_run = _CANNOT_RUN_RE.search(console) is not None
+    m_initrd = _INITRAMFS_FAIL_RE.search(console)
+    initramfs_error = None
+    if m_initrd is not None:
+        initramfs_error = next(g for g in m_initrd.groups() if g).decode("utf-8", "replace")
     passed = (
-        not timed_out
+        initramfs_error is None
+        and not timed_out
         and panic is None
         and returncode == 0
         and (status is not None or sig is not None)
@@ -219,6 +249,8 @@ def _verdict(
         duration_s=round(duration, 3),
         passed=passed,
         cannot_run=cannot_run,
+        memory_mib=opts.memory_mib,
+        initramfs_error=initramfs_error,
     )
 
 
@@ -234,6 +266,10 @@ def run_qemu(
     opts.check()
     binary = qemu_binary(opts.qemu, arch)
     check_kernel(kernel, arch)
+    if opts.memory_mib is None:
+        size = kernel.stat().st_size + initrd.stat().st_size
+        opts = dataclasses.replace(opts, memory_mib=default_memory_mib(size))
+    assert opts.memory_mib is not None
     cmd = qemu_command(binary, kernel, initrd, cmdline, opts.memory_mib, arch)
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -323,6 +359,9 @@ def boot_test(eif: str | os.PathLike[str], options: BootOptions | None = None) -
     if not path.is_file():
         raise BootTestError(f"{path}: no such EIF file")
     opts = options or BootOptions()
+    needed = enclave_memory_mib(path.stat().st_size)
+    if opts.memory_mib is None:  # as nitro-cli run-enclave requires for this EIF
+        opts = dataclasses.replace(opts, memory_mib=default_memory_mib(path.stat().st_size))
     with _tempdir() as work:
         try:
             qemu_binary(opts.qemu, eif_arch(path))  # fail early, before extracting anything
@@ -331,4 +370,7 @@ def boot_test(eif: str | os.PathLike[str], options: BootOptions | None = None) -
             raise
         except EifbuildError as exc:
             raise BootTestError(f"cannot boot {path}: {exc}") from None
-        return run_qemu(files.kernel, files.initrd, files.cmdline, opts, files.arch)
+        result = run_qemu(files.kernel, files.initrd, files.cmdline, opts, files.arch)
+    if result.initramfs_error is not None and (opts.memory_mib or 0) < needed:
+        result.memory_needed_mib = needed  # the ramdisks did not fit: not the image's fault
+    return result

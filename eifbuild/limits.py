@@ -70,6 +70,10 @@ class Limits:
     # --- newc cpio archives (eifbuild.cpio reader, unpack, diff) ------------------------
     max_cpio_file_bytes: int = 1 << 40  # one member's content
     max_symlink_bytes: int = 4096  # one symlink target (Linux PATH_MAX)
+    # Device numbers within Linux's dev_t (12-bit major, 20-bit minor, include/linux/kdev_t.h):
+    # what extract --unpack creates and so what a build writes into a ramdisk.
+    max_dev_major: int = (1 << 12) - 1
+    max_dev_minor: int = (1 << 20) - 1
     max_cpio_entries: int = 10_000_000  # members of one archive
     cpio_chunk_bytes: int = 1 * MiB  # content is handed out in pieces of at most this size
 

@@ -32,6 +32,7 @@ from eifbuild._epoch import (
 )
 from eifbuild._progress import progress
 from eifbuild.blobs import Blobs, resolve_blobs
+from eifbuild.boottest import enclave_memory_mib
 from eifbuild.eif.metadata import encode_metadata, kernel_config_info, load_custom_metadata
 from eifbuild.eif.writer import EifResult, write_eif
 from eifbuild.errors import ImageSourceError, UsageError
@@ -339,6 +340,8 @@ def _record(
             "sha384": eif_sha384,
             "crc32": result.crc32,
             "arch": blobs.arch,
+            # nitro-cli run-enclave's floor (4 x the EIF size); boot-test's default memory
+            "min_memory_mib": enclave_memory_mib(result.size),
         },
         "inputs": inputs,
         "cmd": cmd,

@@ -30,7 +30,9 @@ from eifbuild.cpio import (
     newc_stream,
 )
 from eifbuild.errors import BlobsError, RamdiskError
+from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.model import ContentOpener, Entry, EntryType
+from eifbuild.textescape import safe_text
 
 # --- linuxkit constants ------------------------------------------------------------------------
 
@@ -182,8 +184,36 @@ def hardlink_target(name: bytes, linkname: bytes) -> bytes:
     return rel if rel is not None else b"/" + linkname
 
 
+MAX_NAME_BYTES = DEFAULT_LIMITS.max_name_bytes
+MAX_SYMLINK_BYTES = DEFAULT_LIMITS.max_symlink_bytes
+MAX_DEV_MAJOR = DEFAULT_LIMITS.max_dev_major
+MAX_DEV_MINOR = DEFAULT_LIMITS.max_dev_minor
+
+
 def _entry_member(name: bytes, e: Entry, mtime: int) -> Member:
-    """Convert one (prefixed) export entry, like linuxkit's tar -> cpio step."""
+    """Convert one (prefixed) export entry, like linuxkit's tar -> cpio step, within the
+    ceilings eifbuild's own readers apply (eifbuild.limits: the readers' defaults)."""
+    m = _convert(name, e, mtime)
+    if len(m.name) > MAX_NAME_BYTES:
+        raise RamdiskError(
+            f"image entry {safe_text(e.path[:100])}...: ramdisk name longer than "
+            f"{MAX_NAME_BYTES} bytes (the kernel and eifbuild's readers refuse it)"
+        )
+    if m.ftype == S_IFLNK and len(m.data) > MAX_SYMLINK_BYTES:
+        raise RamdiskError(
+            f"image entry {safe_text(e.path)}: symlink target longer than {MAX_SYMLINK_BYTES} bytes"
+        )
+    if m.ftype in (S_IFCHR, S_IFBLK) and (
+        m.rdevmajor > MAX_DEV_MAJOR or m.rdevminor > MAX_DEV_MINOR
+    ):
+        raise RamdiskError(
+            f"image entry {safe_text(e.path)}: device number {m.rdevmajor}:{m.rdevminor} is "
+            f"beyond Linux's {MAX_DEV_MAJOR}:{MAX_DEV_MINOR}"
+        )
+    return m
+
+
+def _convert(name: bytes, e: Entry, mtime: int) -> Member:
     t = e.type
     perm = e.mode & 0o7777
     if t is EntryType.FILE:

@@ -35,10 +35,11 @@ from eifbuild.cpio import (
 )
 from eifbuild.diff.escape import safe_text
 from eifbuild.errors import RamdiskError
+from eifbuild.limits import DEFAULT_LIMITS
 
 # Linux dev_t: 12-bit major, 20-bit minor (include/linux/kdev_t.h, as the initramfs unpacker).
-MAX_MAJOR = (1 << 12) - 1
-MAX_MINOR = (1 << 20) - 1
+MAX_MAJOR = DEFAULT_LIMITS.max_dev_major  # the build refuses the same (eifbuild.ramdisk)
+MAX_MINOR = DEFAULT_LIMITS.max_dev_minor
 _TYPE_CHARS = {S_IFDIR: "d", S_IFREG: "-", S_IFLNK: "l", S_IFCHR: "c", S_IFBLK: "b", S_IFIFO: "p"}
 
 

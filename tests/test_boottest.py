@@ -316,3 +316,39 @@ def test_eif_built_from_a_generated_image_boots(
     )
     assert result.expect_found, result.console[-3000:]
     assert result.exit_status == 42 and result.passed
+
+
+def test_default_memory_follows_the_eif_size_and_too_little_is_named(
+    tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An EIF too big for 512 MiB: boot-test sizes the guest as nitro-cli run-enclave
+    requires (4 x the EIF); with less, the verdict says the memory is too small (not that
+    the image is broken), and build --json reports the minimum."""
+    from eifbuild.boottest import enclave_memory_mib
+    from tests.imagegen import E, base_layer, simple_oci
+
+    big = E.file("opt/big.bin", bytes(range(256)) * (150 << 12), mode=0o644)  # 150 MiB
+    ref = simple_oci(
+        tmp_path / "oci",
+        [*base_layer(), big],
+        config={"Cmd": ["/bin/sh", "-c", "echo BIG-$(wc -c < /opt/big.bin); exit 7"]},
+    )
+    eif = tmp_path / "big.eif"
+    assert main(["build", ref, "--output", str(eif), "--json"]) == 0, capsys.readouterr().err
+    record = json.loads(capsys.readouterr().out)
+    needed = enclave_memory_mib(eif.stat().st_size)
+    assert needed == 4 * -(-eif.stat().st_size // (1 << 20)) and needed > 512
+    assert record["eif"]["min_memory_mib"] == needed
+
+    slow = str(3 * TIMEOUT)  # 150 MiB of initramfs to unpack under TCG
+    rc = main(["boot-test", str(eif), "--memory", "256", "--timeout", slow, "--json"])
+    small = json.loads(capsys.readouterr().out)
+    assert rc == 1 and not small["passed"], small["console"][-2000:]
+    assert small["memory_needed_mib"] == needed and small["initramfs_error"]
+    rc = main(["boot-test", str(eif), "--memory", "256", "--timeout", slow])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"memory too small for this EIF ({needed} MiB needed" in err, err
+
+    result = boot_test(eif, BootOptions(timeout=3 * TIMEOUT, expect=f"BIG-{150 << 20}"))
+    assert result.memory_mib == needed and result.initramfs_error is None
+    assert result.exit_status == 7 and result.expect_found, result.console[-3000:]

@@ -307,3 +307,52 @@ def test_docker_info_drops_empty_config_values(tmp_path: Path) -> None:
         }
     )
     assert measurements[0] == measurements[1]
+
+
+def _long_path(total: int) -> str:
+    parts, left = [], total
+    while left > 0:
+        n = min(200, left)
+        parts.append("d" * n)
+        left -= n + 1
+    return "/".join(parts)[:total]
+
+
+@pytest.mark.parametrize(
+    ("entries", "config", "needle"),
+    [
+        # "rootfs/" + 4095 bytes: a legal layer path, but a ramdisk name beyond 4096 bytes
+        ([E.file(_long_path(4095), b"x")], {}, "ramdisk name longer than 4096 bytes"),
+        ([E.char("dev/big", 2097151, 2097151)], {}, "device number 2097151:2097151"),
+        ([E.char("dev/major", 4096, 0)], {}, "device number 4096:0"),
+        ([E.symlink("l", "t" * 4097)], {}, "symlink target longer than 4096"),
+        ([E.file("a", b"x")], {"Labels": {"big": "x" * (1 << 20)}}, "accept at most 1048576"),
+    ],
+)
+def test_build_refuses_what_its_own_readers_refuse(
+    tmp_path: Path, entries: list[E], config: dict[str, object], needle: str
+) -> None:
+    ref = simple_oci(tmp_path / "oci", entries, config={"Cmd": ["/a"], **config})
+    blobs = make_blobs(tmp_path / "blobs")
+    out = tmp_path / "o.eif"
+    rc, stdout, err = cli("build", ref, "--blobs", str(blobs), "-o", str(out))
+    assert rc == 1 and stdout == b""
+    one_line_error(err, needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs", "oci"]
+
+
+def test_limits_at_the_edge_build_and_read_back(tmp_path: Path) -> None:
+    """What the writer accepts, the readers accept: the largest device numbers, a 4096-byte
+    ramdisk name and metadata just under 1 MiB build, describe, and extract --unpack."""
+    label = "x" * ((1 << 20) - 4096)
+    entries = [E.char("dev/edge", 4095, 1048575), E.file(_long_path(4096 - 7), b"x")]
+    ref = simple_oci(tmp_path / "oci", entries, config={"Cmd": ["/a"], "Labels": {"l": label}})
+    blobs = make_blobs(tmp_path / "blobs")
+    out = tmp_path / "o.eif"
+    rc, _, err = cli("build", ref, "--blobs", str(blobs), "-o", str(out))
+    assert rc == 0, err
+    rc, stdout, err = cli("describe", str(out))
+    assert rc == 0, err
+    assert json.loads(stdout)["Metadata"]["DockerInfo"]["Config"]["Labels"]["l"] == label
+    rc, _, err = cli("extract", str(out), str(tmp_path / "x"), "--unpack")
+    assert rc == 0, err

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eifbuild.boottest import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, BootOptions, boot_test
+from eifbuild.boottest import (
+    DEFAULT_MEMORY_MIB,
+    DEFAULT_TIMEOUT,
+    EIF_MEMORY_RATIO,
+    BootOptions,
+    boot_test,
+)
 from eifbuild.cli._common import print_json
 
 HELP = "boot an EIF under QEMU (TCG, x86_64 or aarch64) and report the command's exit status"
@@ -35,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--expect-status", type=int, metavar="N", help="fail unless the command exits with N"
     )
     parser.add_argument(
-        "--memory", type=int, default=DEFAULT_MEMORY_MIB, help="guest MiB (default %(default)s)"
+        "--memory",
+        type=int,
+        default=None,
+        metavar="MIB",
+        help=f"guest memory in MiB (default: what nitro-cli run-enclave requires for the EIF, "
+        f"{EIF_MEMORY_RATIO} x its size rounded up to MiB, at least {DEFAULT_MEMORY_MIB})",
     )
     parser.add_argument(
         "--qemu",
@@ -63,7 +74,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"eif": args.eif, **result.to_json()})
         return 0 if result.passed else 1
-    if result.kernel_panic is not None:
+    if result.memory_needed_mib is not None:
+        status = (
+            f"memory too small for this EIF ({result.memory_needed_mib} MiB needed, "
+            f"{result.memory_mib} MiB given: {result.initramfs_error})"
+        )
+    elif result.initramfs_error is not None:
+        status = f"the ramdisks could not be loaded ({result.initramfs_error})"
+    elif result.kernel_panic is not None:
         status = f"kernel panic: {result.kernel_panic}"
     elif result.timed_out:
         status = f"timed out after {args.timeout:g} s"

@@ -125,11 +125,18 @@ def encode_metadata(
         "}"
     )
     try:
-        return text.encode("utf-8")
+        raw = text.encode("utf-8")
     except UnicodeEncodeError:
         raise MetadataError(
             "metadata contains a lone surrogate, which is not valid UTF-8"
         ) from None
+    ceiling = DEFAULT_LIMITS.max_metadata_section_bytes  # what EifReader accepts
+    if len(raw) > ceiling:
+        raise MetadataError(
+            f"metadata would be {len(raw)} bytes; EIF readers (describe, diff, verify) accept "
+            f"at most {ceiling} (the image config's Labels/Env/Cmd are too large)"
+        )
+    return raw
 
 
 def _string(key: str, value: str) -> str:
