@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from eifbuild._prefetch import prefetched
 from eifbuild.crc import Crc32
 from eifbuild.eif.format import (
     CRC_OFFSET,
@@ -43,6 +44,8 @@ from eifbuild.limits import DEFAULT_LIMITS
 from eifbuild.measure import CHUNK, FanOut, Measurements, PcrHasher, pcr8_from_pem
 from eifbuild.smallfile import open_regular
 from eifbuild.types import ARCH_FLAG_ARM64, Arch, Progress
+
+PREFETCH_MIN = 4 << 20  # sections this large are read on a helper thread while they hash
 
 
 @dataclass(frozen=True)
@@ -300,10 +303,18 @@ class EifReader:
                 else:
                     hashers = []
                 crc.update(SectionHeader(s.type, s.size).pack())
-                for chunk in self.iter_data(s):
-                    fan.update(chunk, hashers, crc=crc)
-                    if progress is not None:
-                        progress(len(chunk))
+                chunks = self.iter_data(s)
+                if len(hashers) > 1 and s.size >= PREFETCH_MIN and (os.cpu_count() or 1) > 1:
+                    chunks = prefetched(chunks)  # read ahead while both streams hash
+                try:
+                    for chunk in chunks:
+                        fan.update(chunk, hashers, crc=crc)
+                        if progress is not None:
+                            progress(len(chunk))
+                finally:
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()  # stops the reading thread if hashing failed
                 if s.type is SectionType.RAMDISK and ramdisks_seen == 1:
                     pcr1 = pcr0.copy()
         stored = int.from_bytes(hdr_bytes[CRC_OFFSET:HEADER_SIZE], "big")
