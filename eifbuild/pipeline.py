@@ -77,6 +77,9 @@ class BuildRequest:
     signer: Signer | None = None
     limits: Limits | None = None  # ceilings for hostile images (default: DEFAULT_LIMITS)
     entrypoint_mode: str = "nitro"  # nitro: Cmd else Entrypoint; docker: Entrypoint + Cmd
+    # Hash the kernel, init, nsm.ko and the written EIF for the record (`build --json`). Off,
+    # the build reads nothing twice: those "*sha384" fields are then absent from the record.
+    file_digests: bool = True
     registry: RegistryOptions | None = None  # docker:// references: TLS, credentials, cache
     tmp_dir: str | None = None  # temp files (default: $TMPDIR); see eifbuild.sources.open_image
 
@@ -316,12 +319,14 @@ def _record(
     paths = [("kernel", blobs.kernel), ("init", blobs.init)]
     if blobs.nsm is not None:
         paths.append(("nsm", blobs.nsm))
-    total = sum(p.stat().st_size for _, p in paths) + result.size
     digests: dict[str, str] = {}
-    with progress(total=total, desc="hashing") as bar:
-        for label, p in paths:
-            digests[f"{label}_sha384"] = _sha384_file(p, bar.update)
-        eif_sha384 = _sha384_file(result.path, bar.update)
+    eif_digest: dict[str, str] = {}
+    if req.file_digests:
+        total = sum(p.stat().st_size for _, p in paths) + result.size
+        with progress(total=total, desc="hashing") as bar:
+            for label, p in paths:
+                digests[f"{label}_sha384"] = _sha384_file(p, bar.update)
+            eif_digest["sha384"] = _sha384_file(result.path, bar.update)
     inputs: dict[str, Any] = {
         "image": req.image,
         "image_reference": str(image.reference),
@@ -337,7 +342,7 @@ def _record(
         "eif": {
             "path": os.fspath(req.output),
             "size": result.size,
-            "sha384": eif_sha384,
+            **eif_digest,
             "crc32": result.crc32,
             "arch": blobs.arch,
             # nitro-cli run-enclave's floor (4 x the EIF size); boot-test's default memory

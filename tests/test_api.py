@@ -71,3 +71,20 @@ def test_api_matches_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     with pytest.raises(EifbuildError) as info:
         api.describe(tmp_path / "missing.eif")
     assert info.value.exit_code == 1
+
+
+def test_plain_build_reads_nothing_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --json the EIF (and the boot files) are not read back to be hashed."""
+    import eifbuild.pipeline
+
+    def no_rehash(*_args: object) -> str:
+        raise AssertionError("a file was read again to hash it")
+
+    monkeypatch.setattr(eifbuild.pipeline, "_sha384_file", no_rehash)
+    blobs = make_blobs(tmp_path / "blobs")
+    ref = _image(tmp_path)
+    assert main(["build", ref, "--blobs", str(blobs), "-o", str(tmp_path / "a.eif")]) == 0
+    with pytest.raises(AssertionError, match="read again"):
+        main(["build", ref, "--blobs", str(blobs), "-o", str(tmp_path / "b.eif"), "--json"])

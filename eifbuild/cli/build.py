@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         set_quiet(True)
     req = BuildRequest(
+        file_digests=args.json,  # only the --json record shows them: no second read otherwise
         image=args.image,
         output=Path(args.output),
         arch=normalize_arch(args.arch) if args.arch else None,

@@ -166,7 +166,12 @@ def run(args: argparse.Namespace) -> int:
         layout = Path(args.layout) if args.layout else Path(tmp) / "layout"
         ref = make_demo_layout(layout, binary, arch)
         req = BuildRequest(
-            image=ref, output=Path(args.output), arch=arch, blobs_dir=args.blobs, name=DEMO_NAME
+            image=ref,
+            output=Path(args.output),
+            arch=arch,
+            blobs_dir=args.blobs,
+            name=DEMO_NAME,
+            file_digests=args.json,
         )
         report = build(req)
     if args.json:
