@@ -50,6 +50,7 @@ MAX_CERT_SIZE = DEFAULT_LIMITS.max_attestation_cert_bytes
 MAX_CABUNDLE = DEFAULT_LIMITS.max_attestation_cabundle
 MAX_FIELD = DEFAULT_LIMITS.max_attestation_field_bytes
 PCR_SIZES = (32, 48, 64)
+MAX_TIMESTAMP_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: datetime's range ends there
 DEBUG_PCRS = (0, 1, 2)
 
 
@@ -294,8 +295,8 @@ def verify_document(
     if digest != "SHA384":
         raise AttestationError(f"{where}: digest is {digest!r}, expected 'SHA384'")
     ts = payload.get("timestamp")
-    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 < ts < 1 << 63:
-        raise AttestationError(f"{where}: timestamp is not a positive integer")
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 < ts < MAX_TIMESTAMP_MS:
+        raise AttestationError(f"{where}: timestamp is not milliseconds before the year 10000")
     raw_pcrs = payload.get("pcrs")
     if not isinstance(raw_pcrs, dict) or not 1 <= len(raw_pcrs) <= 32:
         raise AttestationError(f"{where}: pcrs is not a map of 1 to 32 registers")

@@ -201,6 +201,8 @@ def test_chain_failures_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         "garbage": (b"\x84\x01\x02", [*AT, "--root", root]),
         "no cabundle": (ca.document(PCRS, cabundle=[]), [*AT, "--root", root]),
         "short pcr": (ca.document({0: b"\x01" * 5}), [*AT, "--root", root]),
+        # found by test_policy_hostile: a year beyond datetime's range was a ValueError
+        "huge timestamp": (ca.document(PCRS, timestamp=2**62), ["--at", "document"]),
     }
     expected = {
         "leaf from another CA": "is not issued by test-zonal",
@@ -211,6 +213,7 @@ def test_chain_failures_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         "garbage": "COSE_Sign1",
         "no cabundle": "cabundle is not a list",
         "short pcr": "PCR0 is not 32, 48 or 64 bytes",
+        "huge timestamp": "timestamp is not milliseconds before the year 10000",
     }
     for name, (data, extra) in cases.items():
         f = tmp_path / f"{name.replace(' ', '_')}.cbor"
