@@ -64,14 +64,8 @@ EPILOG = """exit codes:
 Add --debug before the command to see tracebacks."""
 
 
-def _load(modname: str) -> ModuleType | None:
-    fullname = f"eifbuild.cli.{modname}"
-    try:
-        return importlib.import_module(fullname)
-    except ModuleNotFoundError as exc:
-        if exc.name == fullname:  # subcommand not implemented in this checkout
-            return None
-        raise
+def _load(modname: str) -> ModuleType:
+    return importlib.import_module(f"eifbuild.cli.{modname}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,8 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, modname in COMMANDS.items():
         mod = _load(modname)
-        if mod is None:
-            continue
         p = sub.add_parser(
             name,
             help=mod.HELP,

@@ -55,27 +55,21 @@ def add_signing_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_signer(args: argparse.Namespace) -> Signer | None:
-    cert = getattr(args, "signing_certificate", None)
-    key = getattr(args, "private_key", None)
+    """The signer the signing options ask for (see :func:`eifbuild.api.signer`), or None."""
+    cert, key = args.signing_certificate, args.private_key
     if not cert and not key:
         return None
     if not cert or not key:
         raise UsageError("--signing-certificate and --private-key must be given together")
-    from eifbuild.sign import EifSigner, open_key
-    from eifbuild.sign.keys import read_pem_file
+    from eifbuild.api import signer
 
-    cert_pem = read_pem_file(cert, "signing certificate")
-    backend = open_key(
+    return signer(
+        cert,
         key,
-        kms_region=getattr(args, "kms_region", None),
-        kms_endpoint=getattr(args, "kms_endpoint", None),
-        kms_message_type=getattr(args, "kms_message_type", "digest"),
-    )
-    return EifSigner.create(
-        cert_pem,
-        backend,
-        cert_name=f"signing certificate {cert}",
-        allow_expired=bool(getattr(args, "allow_expired", False)),
+        allow_expired=args.allow_expired,
+        kms_region=args.kms_region,
+        kms_endpoint=args.kms_endpoint,
+        kms_message_type=args.kms_message_type,
     )
 
 

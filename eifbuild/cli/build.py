@@ -18,6 +18,7 @@ from eifbuild.cli._common import (
     warn,
 )
 from eifbuild.cli._registry import add_registry_arguments, registry_options
+from eifbuild.cli._signing import add_signing_arguments
 from eifbuild.errors import UsageError
 from eifbuild.sources import normalize_arch
 
@@ -92,10 +93,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_limit_arguments(p)
     add_registry_arguments(p)
-    try:
-        from eifbuild.cli._signing import add_signing_arguments
-    except ImportError:  # pragma: no cover - signing stage absent
-        return
     add_signing_arguments(p)
 
 

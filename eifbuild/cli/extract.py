@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         for warning in reader.warnings:
             warn(warning)
         staged = None
-        if getattr(args, "unpack", False):
+        if args.unpack:
             staged, results = _stage(reader, outdir, args)
         try:
             records = extract_sections(reader, outdir, args.force)
