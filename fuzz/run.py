@@ -25,7 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ["eif", "signature", "cose", "metadata", "cpio", "unpack", "layer", "oci", "tarhdr"]
+TARGETS = [
+    "eif",
+    "signature",
+    "cose",
+    "metadata",
+    "cpio",
+    "unpack",
+    "layer",
+    "oci",
+    "tarhdr",
+    "diff",
+]
 
 _STAT = re.compile(r"^#(\d+)\s+(INITED|NEW|REDUCE|pulse|DONE)\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 _DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
