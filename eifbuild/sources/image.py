@@ -7,12 +7,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
 from eifbuild._atomic import make_temp_dir
-from eifbuild.errors import ImageSourceError
+from eifbuild.errors import EifbuildError, ImageSourceError
 from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.model import ImageConfig
 from eifbuild.sources._blobs import Region, compression_of, materialize_layer
@@ -134,19 +135,57 @@ class Layer:
         content.check_unchanged()
 
     def _first_gzip_pass(self, cap: int) -> Iterator[Member]:
+        """Verify and parse a gzip layer in one pass over it.
+
+        Three streams overlap (hashlib and zlib release the GIL): the blob's sha256 on one
+        helper thread, the sha256 of the inflated tar (diff_id) on another, inflate and tar
+        parsing here. Both digests are checked before the iterator finishes; if parsing fails
+        first, a wrong blob digest is what gets reported (it explains the corruption).
+        """
         index = self.image.gzip_index(self.blob, self.what)
-        if self.digest is not None:
-            got = index.sha256()
-            if got != self.digest:
-                raise ImageSourceError(
-                    f"{self.what}: digest mismatch (expected {self.digest}, got {got})"
-                )
+        blob_hash: Future[str] | None = None
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eifbuild-verify")
+        try:
+            if self.digest is not None:
+                blob_hash = pool.submit(index.sha256)
+            yield from self._gzip_members(index, cap, pool, blob_hash)
+        except EifbuildError:
+            self._check_blob(blob_hash)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._check_blob(blob_hash)
+        assert index.size is not None
+        self.image.add_expanded(index.size, self.label)
+        self._content = index
+
+    def _check_blob(self, blob_hash: Future[str] | None) -> None:
+        if blob_hash is None:
+            return
+        got = blob_hash.result()
+        if got != self.digest:
+            raise ImageSourceError(
+                f"{self.what}: digest mismatch (expected {self.digest}, got {got})"
+            ) from None
+
+    def _gzip_members(
+        self,
+        index: GzipIndex,
+        cap: int,
+        pool: ThreadPoolExecutor,
+        blob_hash: Future[str] | None,
+    ) -> Iterator[Member]:
         h = hashlib.sha256()
+        pending: list[Future[None]] = []
 
         def chunks() -> Iterator[bytes]:
             for data in index.build(lambda n: self.image.check_expanded(n, self.label)):
-                h.update(data)
+                if pending:
+                    pending.pop().result()  # at most one chunk being hashed, in order
+                pending.append(pool.submit(h.update, data))
                 yield data
+            if pending:
+                pending.pop().result()
 
         stream = Forward(chunks())
         prev: list[bytes] = []
@@ -160,14 +199,12 @@ class Layer:
             prev = key
             yield member
         stream.drain()
+        self._check_blob(blob_hash)
         got = "sha256:" + h.hexdigest()
         if self.diff_id is not None and got != self.diff_id:
             raise ImageSourceError(
                 f"{self.what}: uncompressed digest mismatch (diff_id {self.diff_id}, got {got})"
             )
-        assert index.size is not None
-        self.image.add_expanded(index.size, self.label)
-        self._content = index
 
     def content(self) -> LayerContent:
         """Random access to the uncompressed tar; :meth:`members` must have been read through."""
