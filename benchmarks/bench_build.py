@@ -453,7 +453,7 @@ def workload(args: argparse.Namespace, order: str) -> tuple[str, Path]:
 def make_blobs(d: Path) -> Path:
     """Stand-in blobs that pass eifbuild's checks (bzImage header, static ELF init)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests import blobgen
+    from tests.helpers import blobgen
 
     d.mkdir(parents=True, exist_ok=True)
     kernel = blobgen.bzimage("6.12.0 (bench@bench) #1 SMP")

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -47,7 +48,9 @@ COMPONENTS = (
 )  # fmt: skip
 _REQUIRE_CALL = re.compile(r"""\brequire\(\s*["']([\w-]+)["']""")
 _CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
-_current: list[pytest.Item] = []
+# The running test, shared by every copy of this module (tests import it both as ``conftest``
+# and as ``tests.conftest``, which Python treats as two modules).
+_current: list[pytest.Item] = sys.__dict__.setdefault("_eifbuild_running_tests", [])
 
 
 def markers_for(component: str) -> set[str]:

@@ -296,7 +296,13 @@ def test_eif_built_from_a_generated_image_boots(
     tmp_path: Path, blobs: Path, docker_host: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CI boot test: `eifbuild build` (default blobs = this kernel) of a docker image."""
-    from tests.imagegen import base_layer, docker_import, docker_rmi, docker_save, write_layer
+    from tests.helpers.imagegen import (
+        base_layer,
+        docker_import,
+        docker_rmi,
+        docker_save,
+        write_layer,
+    )
 
     layer = write_layer(tmp_path / "base.tar", base_layer())
     tag = "eifbuild-test/boot:1"

@@ -52,7 +52,7 @@ def test_cli_missing_qemu_for_an_aarch64_eif_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The QEMU binary and its Debian package follow the EIF's arch flag, not the host."""
-    from tests.blobgen import arm64_image
+    from tests.helpers.blobgen import arm64_image
 
     kernel = tmp_path / "Image"
     kernel.write_bytes(arm64_image("6.12.95"))
@@ -127,7 +127,7 @@ def test_eifbuild_build_of_an_arm64_image_boots(
     tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`eifbuild build` of a generated arm64 OCI image (default blobs = the aarch64 kernel)."""
-    from tests.imagegen import E, simple_oci
+    from tests.helpers.imagegen import E, simple_oci
 
     src = tmp_path / "marker.c"
     src.write_text(MARKER_C)

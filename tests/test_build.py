@@ -14,7 +14,7 @@ import pytest
 from eifbuild.cli import main
 from tests.conftest import require
 from tests.cpio_ref import check_gocpio_invariants, parse
-from tests.imagegen import E, simple_oci
+from tests.helpers.imagegen import E, simple_oci
 from tests.test_build_blobs import X86_CMDLINE, make_blobs
 
 SDE = "1700000000"
@@ -143,7 +143,7 @@ def test_clamp_mtime_needs_an_epoch(
 
 
 def _oci(tmp_path: Path, config: dict[str, object], arch: str = "amd64") -> str:
-    from tests.imagegen import E, simple_oci
+    from tests.helpers.imagegen import E, simple_oci
 
     layer = [E.dir("bin"), E.file("bin/app", b"#!/bin/sh\n", 0o755)]
     return simple_oci(tmp_path / "img", layer, ref="app:v1", config=config, arch=arch)

@@ -8,7 +8,7 @@ import pytest
 
 from eifbuild.blobs import resolve_blobs, trim_cmdline
 from eifbuild.errors import BlobsError
-from tests import blobgen
+from tests.helpers import blobgen
 
 X86_CMDLINE = (
     "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux "

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from eifbuild.cli import main
 from tests.conftest import require
 from tests.cpio_ref import RefEntry, check_gocpio_invariants, parse
-from tests.imagegen import (
+from tests.helpers.imagegen import (
     E,
     base_layer,
     docker_export,
@@ -122,7 +122,7 @@ def images(tmp_path_factory: pytest.TempPathFactory, docker_host: str) -> Iterat
     os.environ["DOCKER_HOST"] = docker_host
     tmp = tmp_path_factory.mktemp("imgs")
     base, top = image_a_layers()
-    specs = {
+    specs: dict[str, tuple[list[list[E]], Mapping[str, object]]] = {
         "a": ([base, top], CONFIG_A),
         "b": ([base_layer(E.dir("var"))], CONFIG_B),
         "c": ([base_layer(E.dir("var"))], CONFIG_C),

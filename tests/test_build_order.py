@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.imagegen import E, layer_bytes, oci_image, oci_layout
+from tests.helpers.imagegen import E, layer_bytes, oci_image, oci_layout
 from tests.test_build import check_eif, run_cli, sections
 from tests.test_build_blobs import make_blobs
 
@@ -39,8 +39,8 @@ def _layers(rng: random.Random) -> list[list[E]]:
         layers.append(entries)
         names.append(mine)
     for name in rng.sample(names[0], 10):
-        d, _, base = name.rpartition("/")
-        layers[1].append(E.file(f"{d}/.wh.{base}"))
+        parent, _, base = name.rpartition("/")
+        layers[1].append(E.file(f"{parent}/.wh.{base}"))
     layers[1].append(E.file("usr/share/d1/.wh..wh..opq"))
     for name in rng.sample(names[0], 8) + rng.sample(names[1], 4):
         if not any(e.name == name.encode() for e in layers[2]):

@@ -102,7 +102,7 @@ def test_build_time_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_build_writes_normalised_created_and_refuses_junk(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.imagegen import E, layer_bytes, oci_image, oci_layout
+    from tests.helpers.imagegen import E, layer_bytes, oci_image, oci_layout
 
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     blobs = make_blobs(tmp_path / "blobs")

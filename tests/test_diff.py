@@ -29,7 +29,7 @@ from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.signature import encode_signature_section
 from eifbuild.eif.writer import write_eif
 from eifbuild.errors import EifbuildError
-from tests.certs import self_signed
+from tests.helpers.certs import self_signed
 
 CMD = "reboot=k panic=30 pci=off console=ttyS0"
 
@@ -164,7 +164,7 @@ def test_pcr2_changed_because_ramdisk_1_changed(tmp_path: Path) -> None:
     )
     assert "only mtimes differ" not in render_text(doc)
     touched = [*APP[:3], reg(b"rootfs/etc.conf", b"a=1", mtime=9), *APP[4:]]
-    doc = diff_eifs(tmp_path / "a.eif", eif(tmp_path / "t.eif", cpio(touched)))
+    doc = diff_eifs(str(tmp_path / "a.eif"), str(eif(tmp_path / "t.eif", cpio(touched))))
     assert "only mtimes differ (a rebuild stamps new times): `eifbuild build --clamp-mtime`" in (
         render_text(doc)
     )

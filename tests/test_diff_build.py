@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 
 import pytest
-from test_build import expected_pcrs, sections
-from test_build_blobs import make_blobs
 
 from eifbuild.cli import main
-from tests.imagegen import E, simple_oci
+from tests.helpers.imagegen import E, simple_oci
+from tests.test_build import expected_pcrs, sections
+from tests.test_build_blobs import make_blobs
 
 
 def build(tmp_path: Path, name: str, app: bytes, mode: int, blobs: Path) -> Path:

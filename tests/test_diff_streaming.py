@@ -62,12 +62,13 @@ def test_many_tiny_runs_merge_the_same(x: list[Member], y: list[Member]) -> None
         spill.RUN_BYTES = 1  # every entry its own run: the k-way merge does all the work
         import eifbuild.diff.archive as archive_mod
 
-        saved = archive_mod.external_sort
-        archive_mod.external_sort = lambda items: external_sort(items, run_bytes=1)
+        names = vars(archive_mod)  # the module's namespace: patch the name archive.py calls
+        saved = names["external_sort"]
+        names["external_sort"] = lambda items: external_sort(items, run_bytes=1)
         try:
             old, new = both(x, y)
         finally:
-            archive_mod.external_sort = saved
+            names["external_sort"] = saved
     finally:
         spill.RUN_BYTES = old_run
     assert materialise(new) == old

@@ -14,21 +14,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_measure import der_of_first_pem, make_cert, ref_pcr
 
+from eifbuild.cbor import cbor_head, cbor_text, cbor_uint_array
 from eifbuild.cli import main
 from eifbuild.cli.describe import describe
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.reader import EifReader
 from eifbuild.eif.signature import (
-    cbor_head,
-    cbor_text,
-    cbor_uint_array,
     decode_signature_section,
     encode_signature_section,
 )
 from eifbuild.eif.writer import write_eif
 from eifbuild.errors import EifbuildError
+from tests.test_measure import der_of_first_pem, make_cert, ref_pcr
 
 META = encode_metadata("img", "1.0", "1970-01-01T00:00:00+00:00", "eifbuild", "0", "OS", "kernel")
 

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eifbuild.eif.metadata import (
-    MetadataError,
     encode_metadata,
     kernel_config_info,
     load_custom_metadata,
@@ -19,7 +18,7 @@ from eifbuild.eif.metadata import (
     parse_metadata,
     to_json,
 )
-from eifbuild.errors import EifFormatError
+from eifbuild.errors import EifFormatError, MetadataError
 
 BASE = ("n", "v", "t", "tool", "1", "OS", "kernel")
 

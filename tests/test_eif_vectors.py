@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 
+from eifbuild.cbor import cbor_head, cbor_text, cbor_uint_array
 from eifbuild.cli import main
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.reader import EifReader
 from eifbuild.eif.signature import (
-    cbor_head,
-    cbor_text,
-    cbor_uint_array,
     decode_signature_section,
     encode_signature_section,
 )

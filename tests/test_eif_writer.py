@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_measure import der_of_first_pem, make_cert, ref_pcr
 
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.reader import EifReader
 from eifbuild.eif.signature import encode_signature_section
-from eifbuild.eif.writer import EifWriteError, write_eif
-from eifbuild.errors import EifbuildError, SigningError
+from eifbuild.eif.writer import write_eif
+from eifbuild.errors import EifbuildError, EifWriteError, SigningError
+from tests.test_measure import der_of_first_pem, make_cert, ref_pcr
 
 META = encode_metadata("img", "1.0", "1970-01-01T00:00:00+00:00", "eifbuild", "0", "OS", "kernel")
 

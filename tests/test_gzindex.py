@@ -22,13 +22,13 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagegen import E, layer_bytes, oci_layout, simple_oci
 
 from eifbuild.errors import ImageSourceError
 from eifbuild.model import EntryType
 from eifbuild.rootfs import flatten
 from eifbuild.sources import Limits, _gzindex, open_image
 from eifbuild.sources._gzindex import SNAPSHOT_BYTES, GzipIndex, IndexBudget
+from tests.helpers.imagegen import E, layer_bytes, oci_layout, simple_oci
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -422,9 +422,8 @@ def test_mutated_gzip_layers_never_crash(
 ) -> None:
     """A corrupted tar inside valid gzip, or corrupted gzip bytes whose diff_id is the intact
     tar's: a clean one-line EifbuildError or a rootfs whose contents read back in full."""
-    from imagegen import oci_image
-
     from eifbuild.errors import EifbuildError
+    from tests.helpers.imagegen import oci_image
 
     raw = bytearray(_FUZZ_SEED)
     blob = bytearray(gzip.compress(_FUZZ_SEED, mtime=0))

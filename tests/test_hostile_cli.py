@@ -1,7 +1,7 @@
 """Hostile inputs and environments end as one ``eifbuild: error:`` line, never a traceback.
 
 Each test generates its input here (EIFs with the real writer, OCI layouts with
-tests.imagegen) and runs the real CLI in a subprocess when the environment matters (stdout
+tests.helpers.imagegen) and runs the real CLI in a subprocess when the environment matters (stdout
 on /dev/full, a strict UTF-8 stdout), so the interpreter's own last flush is covered too.
 """
 
@@ -13,13 +13,14 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from eifbuild._atomic import atomic_output, make_temp_dir
 from eifbuild.cli import main
 from eifbuild.errors import EifbuildError
-from tests.imagegen import E, layer_bytes, oci_image, oci_layout, simple_oci
+from tests.helpers.imagegen import E, layer_bytes, oci_image, oci_layout, simple_oci
 from tests.test_build_blobs import make_blobs
 from tests.test_diff import APP, cpio, eif, reg
 
@@ -30,7 +31,7 @@ def cli(*args: str | bytes, stdout: object = subprocess.PIPE, **env: str) -> tup
     """Run ``python -m eifbuild ARGS``; (exit code, stdout bytes, stderr text)."""
     proc = subprocess.run(
         [sys.executable, "-m", "eifbuild", *args],
-        stdout=stdout,  # type: ignore[arg-type]
+        stdout=cast(int, stdout),
         stderr=subprocess.PIPE,
         env={**os.environ, **env},
         check=False,

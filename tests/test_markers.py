@@ -85,3 +85,19 @@ def test_require_refuses_unknown_components() -> None:
 
     with pytest.raises(pytest.fail.Exception, match="COMPONENTS"):
         require("no-such-component", True)
+
+
+def test_require_fails_a_test_missing_its_marker() -> None:
+    from tests.conftest import require
+
+    component = "kernel"  # through a variable, so the collection-time scan cannot see it
+    with pytest.raises(pytest.fail.Exception, match="is not marked"):
+        require(component, True)
+
+
+@pytest.mark.kernel
+def test_require_passes_a_marked_test() -> None:
+    from tests.conftest import require
+
+    component = "kernel"
+    require(component, True)

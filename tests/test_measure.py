@@ -23,7 +23,7 @@ from eifbuild.measure import (
     file_pcr,
     pcr8_from_pem,
 )
-from tests.certs import self_signed
+from tests.helpers.certs import self_signed
 
 
 def make_cert(cn: str = "aws.nitro-enclaves") -> tuple[bytes, ec.EllipticCurvePrivateKey]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from eifbuild.cpio import Member, newc_stream
-from tests.blobgen import bzimage
 from tests.conftest import require
+from tests.helpers.blobgen import bzimage
 
 pytestmark = pytest.mark.slow
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from test_diff import extend, self_signed_pem
 
 from eifbuild.cli import main
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.signature import encode_signature_section
 from eifbuild.eif.writer import write_eif
+from tests.test_diff import extend, self_signed_pem
 
 ACCOUNT = "123456789012"
 ROLE = "arn:aws:iam::123456789012:role/enclave-parent"
@@ -320,6 +320,6 @@ def test_wheel_ships_templates(tmp_path: Path) -> None:
     assert "eifbuild/data/aws-nitro-enclaves-root-g1.pem" in names  # the pinned attestation root
     templates = ("kms-key-policy.json.j2", "kms-key-policy.tf.j2", "kms-key-policy.cfn.json.j2")
     for tpl in (*templates, "diff-report.html.j2"):
-        data = [n for n in names if n.endswith(f".data/data/share/eifbuild/templates/{tpl}")]
-        assert data, names
+        shipped = [n for n in names if n.endswith(f".data/data/share/eifbuild/templates/{tpl}")]
+        assert shipped, names
         assert zipfile.ZipFile(wheel).read(data[0]) == (ROOT / "templates" / tpl).read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,13 +29,13 @@ HOSTS_TEXT = (
 BUSYBOX = b"\x7fELF" + b"b" * 97
 
 
-def _f(path: bytes, data: bytes, mode: int = 0o644, mtime: int = T, **kw: int) -> Entry:
+def _f(path: bytes, data: bytes, mode: int = 0o644, mtime: int = T, **kw: Any) -> Entry:
     return Entry(
         path, EntryType.FILE, mode, mtime=mtime, size=len(data), opener=lambda: iter([data]), **kw
     )
 
 
-def _d(path: bytes, mode: int = 0o755, mtime: int = T, **kw: int) -> Entry:
+def _d(path: bytes, mode: int = 0o755, mtime: int = T, **kw: Any) -> Entry:
     return Entry(path, EntryType.DIR, mode, mtime=mtime, **kw)
 
 

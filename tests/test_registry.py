@@ -24,7 +24,14 @@ from eifbuild.cli import main
 from eifbuild.errors import RegistryError, UsageError
 from eifbuild.registry import BlobCache, RegistryOptions, fetch_image, parse_docker_reference
 from tests.conftest import require
-from tests.imagegen import E, layer_bytes, oci_image, oci_layout, skopeo_oci, write_docker_archive
+from tests.helpers.imagegen import (
+    E,
+    layer_bytes,
+    oci_image,
+    oci_layout,
+    skopeo_oci,
+    write_docker_archive,
+)
 from tests.registry_server import FlakyProxy, Registry, TokenServer, have_registry
 from tests.test_build import expected_pcrs
 from tests.test_build_blobs import make_blobs
@@ -426,7 +433,7 @@ def eif(world: dict[str, Any]) -> Path:
          str(out)]
     )  # fmt: skip
     assert rc == 0
-    return out
+    return Path(out)
 
 
 def _raw_manifest(reg: Registry, repo: str, ref: str) -> tuple[bytes, dict[str, str]]:
@@ -742,7 +749,7 @@ def test_signed_eif_carries_certificate_and_pcr8(
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from tests.certs import self_signed
+    from tests.helpers.certs import self_signed
     from tests.test_build import extend
 
     cert_pem, key = self_signed()

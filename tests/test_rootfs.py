@@ -6,11 +6,11 @@ import hashlib
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagegen import E, simple_oci
 
 from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild.dockerexport import docker_export, docker_export_entries
@@ -18,12 +18,13 @@ from eifbuild.errors import RootfsError
 from eifbuild.model import Entry, EntryType
 from eifbuild.rootfs import IMPLIED_DIR_MODE, flatten
 from eifbuild.sources import open_image
+from tests.helpers.imagegen import E, simple_oci
 
 T = 1_600_000_000
 
 
-def flat(tmp: Path, *layers: Sequence[E], export: bool = False, **kw: object) -> list[Entry]:
-    ref = simple_oci(tmp / "oci", *layers, **kw)  # type: ignore[arg-type]
+def flat(tmp: Path, *layers: Sequence[E], export: bool = False, **kw: Any) -> list[Entry]:
+    ref = simple_oci(tmp / "oci", *layers, **kw)
     warnings: list[str] = []
     with open_image(ref) as image:
         make = docker_export_entries if export else flatten
@@ -316,7 +317,7 @@ def test_hostile_entries_name_layer_and_entry(tmp_path: Path, layer: list[E], pa
 
 
 def test_size_field_disagreeing_with_data(tmp_path: Path) -> None:
-    from imagegen import layer_bytes, oci_image, oci_layout
+    from tests.helpers.imagegen import layer_bytes, oci_image, oci_layout
 
     raw = layer_bytes([E.file("a", b"x" * 600), E.file("big", b"y" * 5000)])
     cut = raw[: raw.index(b"y" * 5000) + 100]  # header says 5000, 100 bytes follow
@@ -330,7 +331,7 @@ def test_size_field_disagreeing_with_data(tmp_path: Path) -> None:
 
 
 def test_non_tar_layer_is_an_error_naming_the_layer(tmp_path: Path) -> None:
-    from imagegen import oci_image, oci_layout
+    from tests.helpers.imagegen import oci_image, oci_layout
 
     root = tmp_path / "oci"
     oci_layout(root, [oci_image(root, [b"not a tar at all" * 40])], ["t"])
@@ -353,7 +354,7 @@ def test_too_many_entries(tmp_path: Path) -> None:
 
 
 def test_tar_gnu_format_long_names(tmp_path: Path) -> None:
-    from imagegen import layer_bytes, oci_image, oci_layout
+    from tests.helpers.imagegen import layer_bytes, oci_image, oci_layout
 
     name = "g/" + "x" * 150
     raw = layer_bytes(
@@ -437,7 +438,7 @@ def test_path_order_is_sorted_export_order_with_export_link_targets(tmp_path: Pa
     with open_image(ref) as image:
         export = [_entry_tuple(e) for e in docker_export_entries(image)]
         by_path = [_entry_tuple(e) for e in docker_export_entries(image, order="path")]
-    assert by_path == sorted(export, key=lambda t: t[0])
+    assert by_path == sorted(export, key=lambda t: cast(bytes, t[0]))
     assert [t[0] for t in by_path] != [t[0] for t in export]
     link = next(t for t in by_path if t[0] == b"a.c")
     assert link[1] is EntryType.HARDLINK and link[7] == b"a/x"
@@ -462,7 +463,7 @@ def test_path_order_matches_sorting_for_any_tree(tmp_path: Path, names: list[lis
     with open_image(ref) as image:
         export = [_entry_tuple(e) for e in flatten(image)]
         by_path = [_entry_tuple(e) for e in flatten(image, order="path")]
-    assert by_path == sorted(export, key=lambda t: t[0])
+    assert by_path == sorted(export, key=lambda t: cast(bytes, t[0]))
 
 
 def test_cli_arch_accepts_kernel_names_and_rejects_others(

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
-from imagegen import (
+
+from eifbuild._epoch import LINUXKIT_MTIME
+from eifbuild.cli.rootfs import entry_record, listing
+from eifbuild.dockerexport import INIT_LAYER_PATHS, docker_export_entries
+from eifbuild.rootfs import flatten
+from eifbuild.sources import open_image
+from tests.conftest import require
+from tests.helpers.imagegen import (
     E,
     base_layer,
     docker_build,
@@ -33,12 +39,6 @@ from imagegen import (
     write_docker_archive,
     write_layer,
 )
-
-from eifbuild._epoch import LINUXKIT_MTIME
-from eifbuild.cli.rootfs import entry_record, listing
-from eifbuild.dockerexport import INIT_LAYER_PATHS, docker_export_entries
-from eifbuild.rootfs import flatten
-from eifbuild.sources import open_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -278,7 +278,9 @@ def _strip_wallclock(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -
 
 
 @pytest.fixture(scope="module")
-def built(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def built(
+    docker_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Path]]:
     require("skopeo", have("skopeo"), "apt install skopeo")
     root = tmp_path_factory.mktemp("acceptance")
     out: dict[str, Path] = {}

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from imagegen import E, simple_oci
 
 from eifbuild.errors import RootfsError
 from eifbuild.model import EntryType
 from eifbuild.rootfs import flatten
 from eifbuild.sources import open_image
+from tests.helpers.imagegen import E, simple_oci
 
 Path_ = tuple[str, ...]
 NAMES = ["a", "b", "c"]
@@ -151,11 +151,11 @@ def test_merge_matches_model(all_layers: list[list[tuple[str, Path_, int]]]) -> 
     assert keys == sorted(keys)
 
 
-_SEED_LAYER = None
+_SEED_LAYER: bytes | None = None
 
 
 def _seed() -> bytes:
-    from imagegen import layer_bytes
+    from tests.helpers.imagegen import layer_bytes
 
     global _SEED_LAYER
     if _SEED_LAYER is None:
@@ -180,9 +180,8 @@ def _seed() -> bytes:
 )
 def test_mutated_layers_never_crash(flips: list[tuple[int, int]], cut: int) -> None:
     """Corrupted tars give a clean EifbuildError (or a valid rootfs), never another exception."""
-    from imagegen import oci_image, oci_layout
-
     from eifbuild.errors import EifbuildError
+    from tests.helpers.imagegen import oci_image, oci_layout
 
     data = bytearray(_seed())
     for pos, value in flips:

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagegen import (
+
+from eifbuild.errors import ImageSourceError, UsageError
+from eifbuild.model import ImageConfig
+from eifbuild.rootfs import flatten
+from eifbuild.sources import Limits, open_image, parse_reference, select_cmd_env
+from tests.helpers.imagegen import (
     E,
     layer_bytes,
     oci_image,
@@ -22,11 +27,6 @@ from imagegen import (
     tar_dir,
     write_docker_archive,
 )
-
-from eifbuild.errors import ImageSourceError, UsageError
-from eifbuild.model import ImageConfig
-from eifbuild.rootfs import flatten
-from eifbuild.sources import Limits, open_image, parse_reference, select_cmd_env
 
 L0 = [E.dir("etc"), E.file("etc/os", b"test\n"), E.dir("bin"), E.file("bin/x", b"\x7fELF", 0o755)]
 L1 = [E.dir("etc"), E.file("etc/.wh.os"), E.file("etc/new", b"n")]
@@ -158,7 +158,8 @@ def test_image_id_and_input_digests(tmp_path: Path) -> None:
 def _layer_blob(root: Path, n: int = 0) -> Path:
     index = json.loads((root / "index.json").read_text())
     m = json.loads((root / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_bytes())
-    return root / "blobs/sha256" / m["layers"][n]["digest"][7:]
+    digest: str = m["layers"][n]["digest"]
+    return root / "blobs/sha256" / digest[7:]
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])
@@ -502,7 +503,7 @@ JSON_VALUES = st.recursive(
 
 def _write_layout(root: Path, index_patch: object, manifest_patch: object) -> None:
     """A one-image OCI layout whose index/manifest fields may be replaced by any JSON value."""
-    from imagegen import _blob
+    from tests.helpers.imagegen import _blob
 
     layer = layer_bytes(L0)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()

@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagegen import (
+
+from eifbuild.errors import ImageSourceError
+from eifbuild.sources import open_image
+from tests.helpers.imagegen import (
     base_layer,
     docker_import,
     docker_load,
@@ -15,9 +18,6 @@ from imagegen import (
     write_docker_archive,
     write_layer,
 )
-
-from eifbuild.errors import ImageSourceError
-from eifbuild.sources import open_image
 
 pytestmark = pytest.mark.docker
 

@@ -17,13 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imagegen import E, layer_bytes, oci_image, oci_layout, simple_oci, write_docker_archive
-from test_tarhdr import END, _entry, _hdr, _pad, _pax
 
 from eifbuild.errors import EifbuildError, ImageSourceError, RootfsError
 from eifbuild.rootfs import flatten
 from eifbuild.sources import Limits, open_image
 from eifbuild.sources._gzindex import MAX_OPEN
+from tests.helpers.imagegen import (
+    E,
+    layer_bytes,
+    oci_image,
+    oci_layout,
+    simple_oci,
+    write_docker_archive,
+)
+from tests.test_tarhdr import END, _entry, _hdr, _pad, _pax
 
 COMPRESSIONS = ["none", "gzip", "zstd"]
 
