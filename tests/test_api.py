@@ -14,7 +14,7 @@ from eifbuild import api
 from eifbuild.cli import main
 from eifbuild.errors import EifbuildError
 from eifbuild.types import Arch
-from tests.imagegen import E, simple_oci
+from tests.helpers.imagegen import E, simple_oci
 from tests.test_build_blobs import make_blobs
 
 ROOT = Path(__file__).resolve().parents[1]

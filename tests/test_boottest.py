@@ -331,7 +331,7 @@ def test_default_memory_follows_the_eif_size_and_too_little_is_named(
     requires (4 x the EIF); with less, the verdict says the memory is too small (not that
     the image is broken), and build --json reports the minimum."""
     from eifbuild.boottest import enclave_memory_mib
-    from tests.imagegen import E, base_layer, simple_oci
+    from tests.helpers.imagegen import E, base_layer, simple_oci
 
     big = E.file("opt/big.bin", bytes(range(256)) * (150 << 12), mode=0o644)  # 150 MiB
     ref = simple_oci(
