@@ -1,48 +1,58 @@
-"""Progress bars that show on a terminal and stay silent otherwise (CI, --json, pipes)."""
+"""Progress reporting of the core, without a UI: the caller supplies the bars.
+
+Core stages write ``with progress(total=..., desc=...) as bar: bar.update(n)``. Unless a bar
+factory is installed (the CLI installs its tqdm bars, ``eifbuild.cli._bars``), ``progress``
+returns a bar that only counts, so library callers (``eifbuild.api``) see nothing printed;
+they follow long steps with ``progress=`` callbacks instead.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import Any
-
-from tqdm import tqdm
-
-_quiet = False
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 
-def set_quiet(quiet: bool) -> None:
-    """Force progress off (the CLI calls this for --json and --quiet)."""
-    global _quiet
-    _quiet = quiet
+class Bar(Protocol):
+    """What the core uses of a progress bar (a subset of tqdm's interface)."""
+
+    total: float | None
+    n: float
+
+    def update(self, n: float = 1) -> object: ...
 
 
-def progress(total: int | None = None, desc: str = "", unit: str = "B", **kw: Any) -> tqdm[Any]:
-    """A tqdm bar on stderr, disabled unless stderr is a TTY and progress is not silenced."""
-    disable = _quiet or not sys.stderr.isatty()
-    scale = unit == "B"
-    # A terminal that reports no size (`script`, some CI ptys, `docker exec -t` at start)
-    # gives tqdm -1 rows and columns, and it then prints nothing: use 80x24 there.
-    sized = disable or min(_size()) > 0
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit=unit,
-        unit_scale=scale,
-        unit_divisor=1024 if scale else 1000,
-        disable=disable,
-        file=sys.stderr,
-        leave=False,
-        dynamic_ncols=sized,
-        ncols=None if sized else 80,
-        nrows=None if sized else 24,
-        **kw,
-    )
+BarFactory = Callable[..., AbstractContextManager[Any]]
 
 
-def _size() -> tuple[int, int]:
-    try:
-        cols, rows = os.get_terminal_size(sys.stderr.fileno())
-    except (OSError, ValueError):
-        return 0, 0
-    return cols, rows
+class NullBar:
+    """Counts and shows nothing."""
+
+    def __init__(self, total: float | None = None) -> None:
+        self.total = total
+        self.n: float = 0
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+
+    def __enter__(self) -> NullBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_factory: BarFactory | None = None
+
+
+def set_bar_factory(factory: BarFactory | None) -> None:
+    """Install (or with None remove) what :func:`progress` returns bars from."""
+    global _factory
+    _factory = factory
+
+
+def progress(total: int | None = None, desc: str = "", unit: str = "B", **kw: Any) -> Any:
+    """A bar from the installed factory, else a :class:`NullBar`."""
+    if _factory is None:
+        return NullBar(total)
+    return _factory(total=total, desc=desc, unit=unit, **kw)

@@ -41,7 +41,7 @@ from eifbuild._epoch import LINUXKIT_MTIME
 from eifbuild.errors import RootfsError
 from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.model import Entry, EntryType
-from eifbuild.sources._tar import Member
+from eifbuild.sources import TarMember as Member
 from eifbuild.sources.image import Image, LayerContent
 from eifbuild.textescape import safe_name
 from eifbuild.types import Warn

@@ -13,7 +13,7 @@ from typing import TextIO
 
 import pytest
 
-from eifbuild import _progress
+from eifbuild.cli import _bars as _progress
 
 
 def _drain(fd: int) -> bytes:

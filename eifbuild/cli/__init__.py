@@ -118,6 +118,10 @@ def _route_nested(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run eifbuild with ``argv`` (without the program name); return the exit code."""
+    from eifbuild import _progress
+    from eifbuild.cli import _bars
+
+    _progress.set_bar_factory(_bars.progress)  # the core's bars are the CLI's tqdm bars
     parser = build_parser()
     try:
         args = parser.parse_args(_route_nested(sys.argv[1:] if argv is None else argv))

@@ -79,7 +79,7 @@ def write_signed(eif: str, output: str | None, signer: Signer, desc: str) -> int
     Used by ``sign`` and ``attach-signature``; warns about tolerated header problems (a stale
     signature size left by ``nitro-cli sign-eif``), which the output no longer has.
     """
-    from eifbuild._progress import progress
+    from eifbuild.cli._bars import progress
     from eifbuild.cli._common import info, print_json, warn
     from eifbuild.eif.reader import EifReader
     from eifbuild.sign.rewrite import rewrite_signed

@@ -30,7 +30,7 @@ import argparse
 from pathlib import Path
 
 from eifbuild import __version__
-from eifbuild._progress import progress
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import add_eif_output, info, print_json
 from eifbuild.cli._signing import add_signing_arguments, make_signer
 from eifbuild.eif.writer import write_eif

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from eifbuild._epoch import source_date_epoch
-from eifbuild._progress import set_quiet
+from eifbuild.cli._bars import set_quiet
 from eifbuild.cli._common import (
     add_eif_output,
     add_limit_arguments,

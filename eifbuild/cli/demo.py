@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from eifbuild._epoch import LINUXKIT_MTIME
-from eifbuild._progress import set_quiet
+from eifbuild.cli._bars import set_quiet
 from eifbuild.cli._common import info, output_path, print_json
 from eifbuild.errors import DemoError
 from eifbuild.types import Arch

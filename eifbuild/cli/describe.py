@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eifbuild._progress import progress
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import print_json, warn
 from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.describe import describe_document

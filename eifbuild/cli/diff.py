@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from eifbuild._progress import progress, set_quiet
+from eifbuild.cli._bars import progress, set_quiet
 from eifbuild.cli._common import info, output_path, write_output
 from eifbuild.diff import diff_eifs, diff_listings, input_kind
 from eifbuild.diff.render import DEFAULT_LIMIT, render_html, render_lines, write_json

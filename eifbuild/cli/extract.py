@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from eifbuild._progress import progress
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import info, print_json, warn
 from eifbuild.eif.format import SectionType
 from eifbuild.eif.reader import EifReader

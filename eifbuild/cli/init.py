@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from eifbuild._progress import set_quiet
+from eifbuild.cli._bars import set_quiet
 from eifbuild.cli._common import print_json
 from eifbuild.kernel import ARCHES, build_init, sha384_file
 

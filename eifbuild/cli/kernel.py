@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from eifbuild._progress import set_quiet
+from eifbuild.cli._bars import set_quiet
 from eifbuild.cli._common import info, print_json
 from eifbuild.kernel import ARCHES, build_blobs, default_blobs_dir, load_pin, sha384_file
 

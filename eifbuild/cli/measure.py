@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from eifbuild._atomic import write_atomic
-from eifbuild._progress import progress
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import info, output_path, print_json, warn
 
 HELP = "measure an EIF and write the exact bytes to sign (detached signing, step 1)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from eifbuild._progress import progress
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import print_json
 from eifbuild.errors import EifbuildError, UsageError
 from eifbuild.measure import file_pcr, pcr8_from_pem

@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import replace
 
-from eifbuild._progress import progress
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import info, output_path, warn, write_output
 from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.policy import FORMATS, Measured, build_policy, load_measurements

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from eifbuild._progress import progress
 from eifbuild.attestation import load_and_verify, parse_time
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import info, print_json
 from eifbuild.policy import attestation_context, check, load_measurements, load_policy
 

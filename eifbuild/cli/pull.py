@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from eifbuild._progress import progress, set_quiet
+from eifbuild.cli._bars import progress, set_quiet
 from eifbuild.cli._common import info, output_path, print_json
 from eifbuild.cli._registry import add_registry_arguments, registry_options
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from eifbuild._progress import progress
+from eifbuild.cli._bars import progress
 from eifbuild.cli._common import add_limit_arguments, limits_from_args, warn
 from eifbuild.cli._registry import add_registry_arguments, registry_options
 from eifbuild.dockerexport import docker_export_entries

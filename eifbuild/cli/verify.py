@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from eifbuild._progress import progress, set_quiet
+from eifbuild.cli._bars import progress, set_quiet
 from eifbuild.cli._common import print_json, print_text
 from eifbuild.cli._registry import add_registry_arguments, local_eif
 from eifbuild.errors import VerificationError

@@ -20,6 +20,7 @@ from eifbuild.errors import ImageSourceError, UsageError
 from eifbuild.limits import DEFAULT_LIMITS, Limits
 from eifbuild.registry.options import RegistryOptions
 from eifbuild.sources._blobs import ZSTD_FLOOR_BYTES
+from eifbuild.sources._tar import Member as TarMember
 from eifbuild.sources.image import Image, Layer, normalize_arch, select_cmd_env
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Image",
     "Layer",
     "Limits",
+    "TarMember",
     "normalize_arch",
     "open_image",
     "parse_reference",
