@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from eifbuild._epoch import LINUXKIT_MTIME
-from eifbuild.cli.rootfs import entry_record, listing
 from eifbuild.dockerexport import INIT_LAYER_PATHS, docker_export_entries
 from eifbuild.rootfs import flatten
+from eifbuild.rootfs_records import entry_record, listing
 from eifbuild.sources import open_image
 from tests.conftest import require
 from tests.helpers.imagegen import (

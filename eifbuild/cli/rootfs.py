@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from eifbuild.cli._bars import progress
 from eifbuild.cli._common import add_limit_arguments, limits_from_args, warn
 from eifbuild.cli._registry import add_registry_arguments, registry_options
 from eifbuild.dockerexport import docker_export_entries
-from eifbuild.model import Entry, EntryType
 from eifbuild.rootfs import flatten
+from eifbuild.rootfs_records import entry_record
 from eifbuild.sources import open_image
 
 HELP = "list the flattened rootfs of a container image as JSON lines"
@@ -46,53 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-hash", action="store_true", help="do not read contents for sha256")
     add_limit_arguments(parser)
     add_registry_arguments(parser)
-
-
-def _text(raw: bytes, key: str, out: dict[str, Any]) -> None:
-    try:
-        out[key] = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        out[key] = raw.decode("utf-8", "replace")
-        out[key + "_hex"] = raw.hex()
-
-
-def _sha256(entry: Entry) -> str:
-    h = hashlib.sha256()
-    for chunk in entry.open():
-        h.update(chunk)
-    return h.hexdigest()
-
-
-def entry_record(entry: Entry, hash_content: bool = True) -> dict[str, Any]:
-    """The JSON object for one entry (shared with tests and later diff tooling)."""
-    rec: dict[str, Any] = {}
-    _text(entry.path, "path", rec)
-    rec.update(
-        type=entry.type.value,
-        mode=f"{entry.mode:04o}",
-        uid=entry.uid,
-        gid=entry.gid,
-        mtime=entry.mtime,
-        size=entry.size,
-        sha256=_sha256(entry) if hash_content and entry.type is EntryType.FILE else None,
-    )
-    link: dict[str, Any] = {}
-    _text(entry.linkname, "linkname", link)
-    rec.update(link if entry.linkname else {"linkname": None})
-    is_dev = entry.type in (EntryType.CHAR, EntryType.BLOCK)
-    rec["rdev"] = [entry.devmajor, entry.devminor] if is_dev else None
-    return rec
-
-
-def listing(entries: Iterable[Entry], hash_content: bool = True) -> list[dict[str, Any]]:
-    """Records sorted by path bytes."""
-    with progress(desc="rootfs", unit="entries") as bar:
-        pairs = []
-        for e in entries:
-            pairs.append((e.path, entry_record(e, hash_content)))
-            bar.update(1)
-    pairs.sort(key=lambda p: p[0])
-    return [rec for _, rec in pairs]
 
 
 def run(args: argparse.Namespace) -> int:
