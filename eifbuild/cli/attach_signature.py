@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from eifbuild.cli._common import output_path
-from eifbuild.errors import SigningError, VerificationError
-from eifbuild.limits import DEFAULT_LIMITS
 
 HELP = "attach a detached COSE signature to an EIF (detached signing, step 3)"
 DESCRIPTION = (
@@ -32,26 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from eifbuild.cli._signing import write_signed
-    from eifbuild.sign import check_certificate, signature_section, verify_signature
-    from eifbuild.sign.keys import read_pem_file
-    from eifbuild.smallfile import read_small_file
+    from eifbuild.sign.attach import detached_signer
 
-    cert_name = f"signing certificate {args.signing_certificate}"
-    cert_pem = read_pem_file(args.signing_certificate, "signing certificate")
-    cose = read_small_file(args.signature, "signature", DEFAULT_LIMITS.max_cose_bytes, SigningError)
-    check_certificate(cert_pem, cert_name, allow_expired=args.allow_expired)
-
-    def attach(pcr0_raw: bytes) -> bytes:
-        """Runs inside the writer, before the output is renamed into place."""
-        try:
-            report = verify_signature(cert_pem, cose, pcr0_raw)
-        except VerificationError as exc:
-            raise SigningError(f"signature {args.signature}: {exc}") from None
-        if not report.payload_matches:
-            raise SigningError(
-                f"signature {args.signature}: signs another PCR0 than {args.eif} has "
-                f"({pcr0_raw.hex()}): sign the payload `eifbuild measure {args.eif}` writes"
-            )
-        return signature_section(cert_pem, cose)
-
-    return write_signed(args.eif, args.output, attach, "Attaching")
+    signer = detached_signer(
+        args.eif, args.signature, args.signing_certificate, allow_expired=args.allow_expired
+    )
+    return write_signed(args.eif, args.output, signer, "Attaching")
