@@ -14,13 +14,15 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.helpers.cli import CliResult, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = str(ROOT / "tests")
@@ -103,6 +105,7 @@ def required_components(item: pytest.Item) -> set[str]:
     for func in funcs:
         if func is None:
             continue
+        func = getattr(getattr(func, "hypothesis", None), "inner_test", func)  # @given
         func = inspect.unwrap(func)
         src = _source(func)
         found |= set(_REQUIRE_CALL.findall(src))
@@ -158,6 +161,16 @@ def require(component: str, available: bool, why: str = "") -> None:
     if "all" in REQUIRED or component in REQUIRED:
         pytest.fail(f"{msg} (EIFBUILD_REQUIRE={','.join(sorted(REQUIRED))})")
     pytest.skip(msg)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """``cli("build", ...)`` runs eifbuild in-process: (rc, out, err) of that call."""
+
+    def _run(*argv: str) -> CliResult:
+        return run_main(capsys, *argv)
+
+    return _run
 
 
 @pytest.fixture(scope="session")

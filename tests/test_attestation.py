@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from eifbuild.cli import main
+from tests.helpers.cli import run_main
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "attestation"
 REAL = VECTORS / "nitro-2024-09-07.b64"
@@ -38,9 +38,7 @@ T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_main(capsys, *argv)
 
 
 def test_shipped_root_is_the_published_one() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eifbuild.cli import main
 from tests.conftest import require
 from tests.cpio_ref import check_gocpio_invariants, parse
+from tests.helpers.cli import run_main
 from tests.helpers.imagegen import E, simple_oci
 from tests.test_build_blobs import X86_CMDLINE, make_blobs
 
@@ -47,9 +47,7 @@ def expected_pcrs(eif: bytes) -> dict[str, str]:
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_main(capsys, *args)
 
 
 def check_eif(eif_path: Path, stdout: str, blobs: Path) -> list[tuple[int, bytes]]:

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eifbuild.cbor import cbor_head, cbor_text, cbor_uint_array
-from eifbuild.cli import main
 from eifbuild.cli.describe import describe
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.reader import EifReader
@@ -26,15 +25,14 @@ from eifbuild.eif.signature import (
 )
 from eifbuild.eif.writer import write_eif
 from eifbuild.errors import EifbuildError
+from tests.helpers.cli import run_main
 from tests.test_measure import der_of_first_pem, make_cert, ref_pcr
 
 META = encode_metadata("img", "1.0", "1970-01-01T00:00:00+00:00", "eifbuild", "0", "OS", "kernel")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    rc = main(list(argv))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+    return run_main(capsys, *argv)
 
 
 def inputs(tmp: Path) -> list[str]:

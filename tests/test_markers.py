@@ -12,11 +12,13 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, _module_requirements, markers_for
+from tests.helpers.cli import CliResult
 
 KERNEL_TESTS = (
     "tests/test_boottest.py::test_assembled_eif_boots_via_cli",
@@ -101,3 +103,12 @@ def test_require_passes_a_marked_test() -> None:
 
     component = "kernel"
     require(component, True)
+
+
+def test_cli_fixture_returns_this_call_s_output(cli: Callable[..., CliResult]) -> None:
+    print("noise before the call")
+    result = cli("--version")
+    assert result.rc == 0
+    assert "noise" not in result.out
+    assert result.out.strip()
+    assert cli("no-such-command").rc == 2

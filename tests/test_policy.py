@@ -26,6 +26,7 @@ from eifbuild.cli import main
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.signature import encode_signature_section
 from eifbuild.eif.writer import write_eif
+from tests.helpers.cli import run_main
 from tests.test_diff import extend, self_signed_pem
 
 ACCOUNT = "123456789012"
@@ -88,9 +89,7 @@ def unsigned(tmp_path: Path) -> tuple[str, dict[int, str]]:
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main(["policy", *args])
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_main(capsys, "policy", *args)
 
 
 BASE = ["--account-id", ACCOUNT, "--role-arn", ROLE]
@@ -322,4 +321,4 @@ def test_wheel_ships_templates(tmp_path: Path) -> None:
     for tpl in (*templates, "diff-report.html.j2"):
         shipped = [n for n in names if n.endswith(f".data/data/share/eifbuild/templates/{tpl}")]
         assert shipped, names
-        assert zipfile.ZipFile(wheel).read(data[0]) == (ROOT / "templates" / tpl).read_bytes()
+        assert zipfile.ZipFile(wheel).read(shipped[0]) == (ROOT / "templates" / tpl).read_bytes()

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from eifbuild.cli import main
 from eifbuild.cpio.writer import Member, newc_stream
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.writer import write_eif
+from tests.helpers.cli import run_main
 
 ACCOUNT = "123456789012"
 ROLE = "arn:aws:iam::123456789012:role/enclave-parent"
@@ -51,9 +51,7 @@ def make_eif(path: Path, kernel: bytes = b"KERNEL-6.12", files: dict[str, bytes]
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_main(capsys, *argv)
 
 
 @pytest.fixture

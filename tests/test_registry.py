@@ -24,6 +24,7 @@ from eifbuild.cli import main
 from eifbuild.errors import RegistryError, UsageError
 from eifbuild.registry import BlobCache, RegistryOptions, fetch_image, parse_docker_reference
 from tests.conftest import require
+from tests.helpers.cli import run_main
 from tests.helpers.imagegen import (
     E,
     layer_bytes,
@@ -46,9 +47,7 @@ def _need() -> None:
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_main(capsys, *args)
 
 
 APP_LAYER = [E.dir("bin"), E.file("bin/app", b"#!/bin/sh\necho hi\n", 0o755), E.file("etc/x", b"1")]

@@ -18,12 +18,12 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from eifbuild.cli import main
 from eifbuild.cli._signing import add_signing_arguments, make_signer
 from eifbuild.eif.metadata import encode_metadata
 from eifbuild.eif.writer import write_eif
 from eifbuild.errors import SigningError, UsageError
 from tests import sigref
+from tests.helpers.cli import run_main
 
 KERNEL = os.urandom(3000) + b"KERNEL"
 RD0, RD1 = b"RAMDISK0" * 500, b"RAMDISK1" * 700
@@ -50,10 +50,7 @@ def signer_args(cert: Path, key: str, *extra: str) -> argparse.Namespace:
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_main(capsys, *argv)
 
 
 def expected_pcrs() -> dict[str, str]:

@@ -8,19 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from eifbuild.cli import main
 from eifbuild.cli._signing import make_signer
 from eifbuild.errors import UsageError, VerificationError
 from eifbuild.verify import load_expectations, parse_pcr_arg, verify_eif
 from tests import sigref
+from tests.helpers.cli import run_main
 from tests.test_sign_flow import expected_pcrs, make_eif, signer_args
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return run_main(capsys, *argv)
 
 
 @pytest.fixture

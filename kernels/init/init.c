@@ -4,7 +4,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * Written for eifbuild from the behaviour contract in
- * docs/spec/kernel-and-init.md §6 and §7; it is not derived from
+ * shared/spec/kernel-and-init.md (sections 6 and 7); it is not derived from
  * AWS's init.c. It runs from the bootstrap ramdisk, with the customer ramdisk
  * (/cmd, /env, /rootfs) unpacked on top of it, and:
  *
