@@ -237,40 +237,19 @@ def test_detached_flow_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[st
     write_eif(other, kernel=b"K2", cmdline="c", metadata=meta, ramdisks=[b"R"])
     payload, sig = tmp_path / "p.cbor", tmp_path / "s.cose"
     assert run_cli(capsys, "measure", str(other), "--payload", str(payload))[0] == 0
-    # --pcr0 of another image
-    rc, _, err = run_cli(
-        capsys,
-        "sign-payload",
-        str(payload),
-        "--private-key",
-        str(key),
-        "-o",
-        str(sig),
-        "--pcr0",
-        hashlib.sha384(b"x").hexdigest(),
-    )
-    assert rc == 1 and "signs PCR0" in err and not sig.exists()
-    # a certificate for another key
     _, cert_b = sigref.make_cert(tmp_path, name="b")
-    rc, _, err = run_cli(
-        capsys,
-        "sign-payload",
-        str(payload),
-        "--private-key",
-        str(key),
-        "-o",
-        str(sig),
-        "--signing-certificate",
-        str(cert_b),
-    )
-    assert rc == 1 and "does not match" in err and not sig.exists()
-    # a payload that is not a PcrInfo
     bad = tmp_path / "bad.cbor"
     bad.write_bytes(cbor2.dumps({"register_index": 0}))
-    rc, _, err = run_cli(
-        capsys, "sign-payload", str(bad), "--private-key", str(key), "-o", str(sig)
-    )
-    assert rc == 1 and "PcrInfo" in err and not sig.exists()
+    # sign-payload refusals: (payload, extra options, what the one-line error names)
+    for signed, extra, named in (
+        (payload, ["--pcr0", hashlib.sha384(b"x").hexdigest()], "signs PCR0"),  # another image
+        (payload, ["--signing-certificate", str(cert_b)], "does not match"),  # another key's cert
+        (bad, [], "PcrInfo"),  # a payload that is not a PcrInfo
+    ):
+        rc, _, err = run_cli(
+            capsys, "sign-payload", str(signed), "--private-key", str(key), "-o", str(sig), *extra
+        )
+        assert rc == 1 and named in err and not sig.exists(), (extra, err)
     # a signature over another EIF's PCR0
     assert (
         run_cli(capsys, "sign-payload", str(payload), "--private-key", str(key), "-o", str(sig))[0]
