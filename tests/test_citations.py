@@ -76,6 +76,21 @@ def problems(text: str, where: str, root: Path = ROOT) -> list[str]:
     return found
 
 
+def test_docs_cross_references_resolve() -> None:
+    """docs/ and the top-level documents: every docs/…md §X they name exists (their own
+    in-document "§X" references are not checked for a path)."""
+    errors: list[str] = []
+    docs = sorted((ROOT / "docs").rglob("*.md")) + sorted(ROOT.glob("*.md"))
+    for path in docs:
+        text = path.read_text(encoding="utf-8")
+        errors += [
+            e
+            for e in problems(text, str(path.relative_to(ROOT)))
+            if "not preceded by" not in e and "cites" not in e
+        ]
+    assert not errors, "\n".join(errors)
+
+
 def test_every_citation_resolves() -> None:
     errors: list[str] = []
     cited = 0
