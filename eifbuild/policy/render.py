@@ -36,6 +36,7 @@ from eifbuild.eif.format import MAGIC
 from eifbuild.eif.reader import EifReader
 from eifbuild.errors import PolicyError, UsageError
 from eifbuild.limits import DEFAULT_LIMITS
+from eifbuild.measure import is_pcr_hex, measurements_from_json
 from eifbuild.policy.document import loads_json, parse_policy
 from eifbuild.smallfile import open_regular, read_small_file
 
@@ -63,7 +64,6 @@ _ROLE_ARN_RE = re.compile(
     r"role/(?:[A-Za-z0-9+=,.@_-]{1,128}/){0,16}[A-Za-z0-9+=,.@_-]{1,64}"
 )
 _ACTION_RE = re.compile(r"kms:[A-Za-z*]{1,64}")
-_PCR_RE = re.compile(r"[0-9a-fA-F]{96}")
 
 
 # ------------------------------------------------------------------------------ templates
@@ -179,9 +179,9 @@ def check_role_arn(value: str) -> RoleArn:
 
 
 def check_pcr_value(name: str, value: Any, where: str) -> str:
-    if not isinstance(value, str) or not _PCR_RE.fullmatch(value):
+    if not is_pcr_hex(value):
         raise PolicyError(f"{where}: {name} is not 96 hexadecimal characters")
-    return value.lower()
+    return str(value).lower()
 
 
 def parse_pcr_list(text: str) -> list[int]:
@@ -212,15 +212,10 @@ def parse_actions(text: str | None) -> list[str]:
 
 
 def _pcrs_from_json(doc: Any, where: str) -> dict[int, str]:
-    if isinstance(doc, dict) and isinstance(doc.get("Measurements"), dict):
-        doc = doc["Measurements"]
-    if not isinstance(doc, dict) or not any(f"PCR{i}" in doc for i in PCR_CHOICES):
+    pcrs = measurements_from_json(doc, where, PolicyError)
+    if not any(i in pcrs for i in PCR_CHOICES):
         raise PolicyError(f"{where}: no Measurements with PCR0/PCR1/PCR2/PCR8 found")
-    return {
-        i: check_pcr_value(f"PCR{i}", doc[f"PCR{i}"], where)
-        for i in PCR_CHOICES
-        if f"PCR{i}" in doc
-    }
+    return {i: pcrs[i] for i in PCR_CHOICES if i in pcrs}
 
 
 @dataclass(frozen=True)
