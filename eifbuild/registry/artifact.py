@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from eifbuild.registry.client import RegistryClient, file_opener, sha256_text
 from eifbuild.registry.image import fetch_blob
 from eifbuild.registry.options import RegistryOptions
 from eifbuild.registry.reference import parse_reference
+from eifbuild.types import Progress
 
 ARTIFACT_TYPE = "application/vnd.eifbuild.enclave-image.v1"
 EIF_MEDIA_TYPE = "application/vnd.eifbuild.eif.v1"
@@ -55,8 +56,6 @@ A_TITLE = "org.opencontainers.image.title"
 MAX_EIF_BYTES = 64 << 30
 MAX_SMALL_BLOB = 1 << 20
 PCRS = (0, 1, 2, 8)
-
-Progress = Callable[[int], object]
 
 
 def pcr_key(index: int) -> str:

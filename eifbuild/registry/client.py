@@ -37,6 +37,7 @@ from eifbuild.errors import RegistryError
 from eifbuild.registry.auth import Credentials, find_credentials
 from eifbuild.registry.options import DEFAULT_OPTIONS, RegistryOptions
 from eifbuild.registry.reference import Reference
+from eifbuild.types import Progress
 
 CHUNK = 1 << 20
 MAX_ERROR_BODY = 64 << 10
@@ -59,8 +60,6 @@ MANIFEST_ACCEPT = ", ".join(
 _PARAM_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
 _CODE_RE = re.compile(r"^[A-Z_]{1,64}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-Progress = Callable[[int], object]
 
 
 def sha256_text(data: bytes) -> str:

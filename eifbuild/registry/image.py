@@ -17,6 +17,7 @@ from eifbuild.registry.cache import BlobCache
 from eifbuild.registry.client import Manifest, RegistryClient
 from eifbuild.registry.options import RegistryOptions
 from eifbuild.registry.reference import Reference, parse_reference
+from eifbuild.sources.image import normalize_arch
 
 INDEX_TYPES = frozenset(
     {
@@ -25,17 +26,10 @@ INDEX_TYPES = frozenset(
     }
 )
 MAX_INDEX_DEPTH = 4
-_ARCH = {
-    "amd64": "amd64",
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "arm64": "arm64",
-    "aarch64": "arm64",
-}
 
 
 def _oci_arch(name: str) -> str:
-    return _ARCH.get(name.lower(), name.lower())
+    return normalize_arch(name)
 
 
 def is_index(manifest: Manifest, doc: dict[str, Any]) -> bool:
