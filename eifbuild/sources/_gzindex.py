@@ -68,7 +68,8 @@ IN_CHUNK = 32 << 10  # compressed bytes read per pread
 # One checkpoint: a Decompress.copy() is 39.2 KiB with zlib, 41.4 KiB with zlib-ng (tracemalloc),
 # plus the record.
 SNAPSHOT_BYTES = 42 << 10
-READER_BYTES = SNAPSHOT_BYTES + IN_CHUNK  # an idle reader: state + unconsumed input
+READAHEAD = 256 << 10  # output inflated ahead for small reads (see Inflater.read)
+READER_BYTES = SNAPSHOT_BYTES + IN_CHUNK + READAHEAD  # an idle reader: state, input, output
 # A restart (state copy, compressed input re-read) costs about as much as inflating this many
 # bytes: the idle reader is kept when it is at most that much further from the target.
 RESTART_BYTES = 64 << 10
@@ -92,7 +93,7 @@ class Inflater:
     the uncompressed offset of the next byte :meth:`read` returns.
     """
 
-    __slots__ = ("_base", "_d", "_fd", "_feed", "_size", "in_chunk", "inp", "out")
+    __slots__ = ("_base", "_buf", "_d", "_fd", "_feed", "_pos", "_size", "in_chunk", "inp", "out")
 
     def __init__(
         self, fd: int, base: int, size: int, inp: int = 0, out: int = 0, state: Any = None
@@ -101,6 +102,7 @@ class Inflater:
         self.inp, self.out = inp, out
         self._d: Any = state.copy() if state is not None else _zlib.decompressobj(31)
         self._feed = b""
+        self._buf, self._pos = b"", 0  # output inflated ahead of what was asked (READAHEAD)
         self.in_chunk = IN_CHUNK  # smaller input reads give finer snapshot points
 
     def _pull(self) -> bytes:
@@ -115,12 +117,31 @@ class Inflater:
 
     def clean(self) -> bool:
         """True when every byte read has been consumed: the state can be snapshotted."""
-        return not self._feed and not self._d.eof
+        return not self._feed and not self._d.eof and self._pos >= len(self._buf)
 
     def snapshot(self) -> Checkpoint:
         return Checkpoint(self.out, self.inp, self._d.copy())
 
     def read(self, limit: int) -> bytes:
+        """Up to ``limit`` (> 0) next uncompressed bytes; b"" at the end of the last member.
+
+        Small reads (one small file of a layer, a tar header) are served from at most
+        :data:`READAHEAD` bytes inflated ahead: one inflate call per small read would copy
+        the unconsumed compressed input each time (zlib's ``unconsumed_tail``).
+        """
+        if self._pos < len(self._buf):
+            end = min(len(self._buf), self._pos + limit)
+            data = self._buf[self._pos : end]
+            self._pos = end
+        else:
+            data = self._produce(max(limit, READAHEAD))
+            if len(data) > limit:
+                self._buf, self._pos = data, limit
+                data = data[:limit]
+        self.out += len(data)
+        return data
+
+    def _produce(self, limit: int) -> bytes:
         """Up to ``limit`` (> 0) next uncompressed bytes; b"" at the end of the last member."""
         while True:
             if self._d.eof:
@@ -135,12 +156,10 @@ class Inflater:
                     data: bytes = self._d.decompress(b"", limit)  # output still held by zlib
                     if not data:
                         raise _Truncated
-                    self.out += len(data)
                     return data
             data = self._d.decompress(self._feed, limit)
             self._feed = self._d.unconsumed_tail
             if data:
-                self.out += len(data)
                 return data
 
 
