@@ -55,6 +55,14 @@ class KernelBuildError(EifbuildError):
     """Building the kernel or init failed."""
 
 
+class ToolchainError(KernelBuildError):
+    """The pinned toolchain root cannot be fetched, verified, bootstrapped or entered."""
+
+
+class KernelMismatchError(KernelBuildError):
+    """A built kernel or init differs from ``kernels/<arch>/expected.json``."""
+
+
 class BootTestError(EifbuildError):
     """A QEMU boot test could not run."""
 

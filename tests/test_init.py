@@ -17,6 +17,7 @@ import pytest
 from eifbuild.cli import main
 from eifbuild.elfcheck import check_init
 from tests.conftest import ROOT, require
+from tests.test_toolchain import need_root, share_toolchain
 
 pytestmark = pytest.mark.musl
 
@@ -58,13 +59,15 @@ def test_init_has_no_build_path_or_compiler_ident(tmp_path: Path) -> None:
 def test_cli_init_build_prints_path_and_sha384_and_caches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _need_musl()
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    need_root()
+    share_toolchain(tmp_path / "cache", monkeypatch)
     assert main(["init", "build"]) == 0
     path_line, sha_line = capsys.readouterr().out.splitlines()
     path = Path(path_line)
     assert path.is_relative_to(tmp_path / "cache" / "eifbuild" / "init")
     assert sha_line == "sha384 " + hashlib.sha384(path.read_bytes()).hexdigest()
+    expected = json.loads((ROOT / "kernels" / "x86_64" / "expected.json").read_text())
+    assert sha_line == "sha384 " + expected["init_sha384"]  # built in the pinned root
     mtime = path.stat().st_mtime_ns
     assert main(["init", "build", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -77,7 +80,7 @@ def test_init_cache_key_follows_the_source(tmp_path: Path, monkeypatch: pytest.M
     from eifbuild.kernel import init_cache_key
 
     kernels = tmp_path / "kernels"
-    shutil.copytree(ROOT / "kernels" / "init", kernels / "init")
+    shutil.copytree(ROOT / "kernels", kernels)
     monkeypatch.setenv("EIFBUILD_KERNELS_DIR", str(kernels))
     before = init_cache_key()
     with (kernels / "init" / "init.c").open("a") as fh:
@@ -88,13 +91,14 @@ def test_init_cache_key_follows_the_source(tmp_path: Path, monkeypatch: pytest.M
 def test_broken_init_source_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _need_musl()
+    need_root()
     kernels = tmp_path / "kernels"
-    shutil.copytree(ROOT / "kernels" / "init", kernels / "init")
+    shutil.copytree(ROOT / "kernels", kernels)
     (kernels / "init" / "init.c").write_text("int main(void) { return undefined_symbol; }\n")
     monkeypatch.setenv("EIFBUILD_KERNELS_DIR", str(kernels))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    share_toolchain(tmp_path / "cache", monkeypatch)
     assert main(["init", "build"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("eifbuild: error: building the x86_64 init from") and err.count("\n") == 1
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no partial output
+    init_dir = tmp_path / "cache" / "eifbuild" / "init"
+    assert not [p for p in init_dir.rglob("*") if p.is_file()]  # no partial output

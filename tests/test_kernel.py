@@ -88,7 +88,8 @@ def test_debian_mirror_comes_from_the_host_apt_config(
     assert debian_mirror(etc) == "http://mirror.example/debian"
     monkeypatch.setenv("EIFBUILD_DEBIAN_MIRROR", "http://other.example/debian/")
     assert debian_mirror(etc) == "http://other.example/debian"
-    line = apt_source_line(load_pin("x86_64"), "http://m.example/debian")
+    pin = load_pin("x86_64")
+    line = apt_source_line(pin.apt_suite, pin.apt_component, "http://m.example/debian")
     assert line.startswith("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ")
     assert line.endswith(" http://m.example/debian bookworm-backports main")
 

@@ -10,10 +10,10 @@ from eifbuild.kernel import ARCHES, build_init, sha384_file
 
 HELP = "build eifbuild's enclave init (static, reproducible, cached)"
 DESCRIPTION = (
-    "Build the PID 1 init from kernels/init/: x86_64 with musl-gcc (Debian musl-tools), "
-    "aarch64 as a static glibc binary with aarch64-linux-gnu-gcc (Debian "
-    "gcc-aarch64-linux-gnu). The result is cached by the hash of its source, recipe and "
-    "toolchain; prints its path and SHA-384."
+    "Build the PID 1 init from kernels/init/ inside the pinned toolchain root "
+    "(kernels/toolchain/bookworm.json; bootstrapped with mmdebstrap on first use): x86_64 with "
+    "musl-gcc, aarch64 as a static glibc binary with aarch64-linux-gnu-gcc. The result is "
+    "cached by the hash of its source, recipe and toolchain pin; prints its path and SHA-384."
 )
 
 

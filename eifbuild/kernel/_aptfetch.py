@@ -26,8 +26,8 @@ from eifbuild.kernel._common import (
     CHUNK,
     Log,
     c_env,
-    cache_dir,
     check_arch,
+    download_dir,
     kernels_dir,
     quiet,
     sha256_file,
@@ -116,12 +116,31 @@ def debian_mirror(etc: Path = APT_ETC) -> str:
     )
 
 
-def apt_source_line(pin: SourcePin, mirror: str) -> str:
-    return f"deb [signed-by={DEBIAN_KEYRING}] {mirror} {pin.apt_suite} {pin.apt_component}"
+def apt_source_line(suite: str, component: str, mirror: str) -> str:
+    return f"deb [signed-by={DEBIAN_KEYRING}] {mirror} {suite} {component}"
+
+
+def private_apt(name: str, sources: list[str], what: str) -> Path:
+    """An apt configuration under the cache (``cache/<name>``) with ``sources``, updated."""
+    root = download_dir() / name
+    for sub in ("sources.list.d", "preferences.d", "state/lists/partial", "cache/archives/partial"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "sources.list").write_text("".join(s + "\n" for s in sources))
+    upd = apt(root, "update")
+    if upd.returncode != 0:
+        tail = " ".join(upd.stderr.strip().splitlines()[-2:])
+        raise KernelBuildError(f"apt-get update for {what} failed: {tail}")
+    return root
 
 
 def _apt_options(root: Path) -> list[str]:
+    # Architecture is pinned to amd64 (the build root's and the source package's), whatever
+    # the host's dpkg says; Valid-Until is not checked so that a snapshot.debian.org mirror
+    # works (the pins' sha256 decide what is used, not the Release file's age).
     return [
+        "-o", "APT::Architecture=amd64",
+        "-o", "APT::Architectures=amd64",
+        "-o", "Acquire::Check-Valid-Until=false",
         "-o", f"Dir::Etc::sourcelist={root / 'sources.list'}",
         "-o", f"Dir::Etc::sourceparts={root / 'sources.list.d'}",
         "-o", f"Dir::Etc::preferencesparts={root / 'preferences.d'}",
@@ -133,35 +152,31 @@ def _apt_options(root: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _apt(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def apt(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``apt-get`` (or ``apt-cache`` when ``args[0]`` is ``"apt-cache"``) privately."""
     if shutil.which("apt-get") is None:
         raise KernelBuildError(
             "apt-get not found: the kernel source is fetched from Debian with apt"
         )
+    tool = ["apt-cache"] if args and args[0] == "apt-cache" else ["apt-get", "-q"]
+    args = args[1:] if args and args[0] == "apt-cache" else args
     return subprocess.run(
-        ["apt-get", "-q", *_apt_options(root), *args],
+        [*tool, *_apt_options(root), *args],
         capture_output=True, text=True, check=False, cwd=cwd, env=c_env(),
     )  # fmt: skip
 
 
 def fetch_source_deb(pin: SourcePin, log: Log = quiet) -> Path:
     """Download the pinned ``.deb`` with a private apt configuration; verify its sha256."""
-    dl = cache_dir() / "sources"
+    dl = download_dir() / "sources"
     deb = dl / pin.deb_name
     if deb.is_file() and sha256_file(deb) == pin.deb_sha256:
         return deb
-    root = cache_dir() / "apt"
-    for sub in ("sources.list.d", "preferences.d", "state/lists/partial", "cache/archives/partial"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    source = apt_source_line(pin, debian_mirror())
-    (root / "sources.list").write_text(source + "\n")
+    source = apt_source_line(pin.apt_suite, pin.apt_component, debian_mirror())
+    root = private_apt("apt", [source], pin.package)
     dl.mkdir(parents=True, exist_ok=True)
     log(f"fetching {pin.package} {pin.version} with apt ({pin.apt_suite} {pin.apt_component})")
-    upd = _apt(root, "update")
-    if upd.returncode != 0:
-        tail = " ".join(upd.stderr.strip().splitlines()[-2:])
-        raise KernelBuildError(f"apt-get update for {pin.package} failed: {tail}")
-    got = _apt(root, "download", f"{pin.package}={pin.version}", cwd=dl)
+    got = apt(root, "download", f"{pin.package}={pin.version}", cwd=dl)
     if got.returncode != 0 or not deb.is_file():
         raise KernelBuildError(
             f"{pin.package} version {pin.version} is not available from "
@@ -179,7 +194,7 @@ def fetch_source_deb(pin: SourcePin, log: Log = quiet) -> Path:
 
 def extract_tarball(pin: SourcePin, deb: Path) -> Path:
     """Stream the source tarball out of the ``.deb`` (no dpkg state); verify its sha256."""
-    out = cache_dir() / "sources" / f"{pin.package}_{pin.version}.tar.xz"
+    out = download_dir() / "sources" / f"{pin.package}_{pin.version}.tar.xz"
     if out.is_file() and sha256_file(out) == pin.tarball_sha256:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import platform
-import shutil
-import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from eifbuild._resources import resource_dir
 from eifbuild.errors import KernelBuildError
-from eifbuild.types import Arch
 
-RECIPE_VERSION = "1"  # bump when the build steps change their output
+# Bump when the build steps change their output. 2: compiled in the pinned toolchain root.
+RECIPE_VERSION = "2"
 ARCHES = ("x86_64", "aarch64")
 CHUNK = 1 << 20
 
 # Cross-compiler prefix per target architecture, used when the host is another architecture.
 CROSS_PREFIX = {"x86_64": "x86_64-linux-gnu-", "aarch64": "aarch64-linux-gnu-"}
-# Debian package that provides each tool (for "not found" messages).
-_PACKAGES = {
-    "gcc": "gcc",
-    "ld": "binutils",
-    "strip": "binutils",
-    "make": "make",
-    "musl-gcc": "musl-tools",
-    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
-    "aarch64-linux-gnu-ld": "binutils-aarch64-linux-gnu",
-    "aarch64-linux-gnu-strip": "binutils-aarch64-linux-gnu",
-    "x86_64-linux-gnu-gcc": "gcc-x86-64-linux-gnu",
-    "x86_64-linux-gnu-ld": "binutils-x86-64-linux-gnu",
-    "x86_64-linux-gnu-strip": "binutils-x86-64-linux-gnu",
-}
-
 Log = Callable[[str], None]
 
 
@@ -51,10 +35,29 @@ def kernels_dir() -> Path:
     return resource_dir("kernels", "init/init.c", KernelBuildError)
 
 
-def cache_dir() -> Path:
-    """``${XDG_CACHE_HOME:-~/.cache}/eifbuild``."""
+# Set by `eifbuild kernel build --verify`: build everything in a scratch directory.
+_SCRATCH: ContextVar[Path | None] = ContextVar("eifbuild_kernel_scratch", default=None)
+
+
+def download_dir() -> Path:
+    """``${XDG_CACHE_HOME:-~/.cache}/eifbuild``: downloads (sha256-checked at every use)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "eifbuild"
+
+
+def cache_dir() -> Path:
+    """Where build results go: :func:`download_dir`, or the scratch directory of a verify."""
+    return _SCRATCH.get() or download_dir()
+
+
+@contextlib.contextmanager
+def scratch_cache(path: Path) -> Iterator[None]:
+    """Within the block, build roots, kernels, inits and blobs go to ``path`` (not the cache)."""
+    token = _SCRATCH.set(path)
+    try:
+        yield
+    finally:
+        _SCRATCH.reset(token)
 
 
 def check_arch(arch: str) -> None:
@@ -102,29 +105,6 @@ def c_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _host_arch() -> str:
-    arch = Arch.host()
-    return arch.kernel if arch is not None else platform.machine()
-
-
-def tool_prefix(arch: str) -> str:
-    """``""`` for a native build, else the Debian cross-toolchain prefix for ``arch``."""
-    return "" if _host_arch() == arch else CROSS_PREFIX[arch]
-
-
-def require_tool(name: str) -> str:
-    """Path of ``name``, or a one-line error naming the Debian package that provides it."""
-    found = shutil.which(name)
-    if found is None:
-        pkg = _PACKAGES.get(name)
-        hint = f": install the Debian package {pkg}" if pkg else ""
-        raise KernelBuildError(f"{name} not found (needed to build the kernel/init){hint}")
-    return found
-
-
-def first_line(cmd: list[str]) -> str:
-    """First line of a tool's ``--version`` output (its identity in cache keys)."""
-    require_tool(cmd[0])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=c_env())
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if text else ""
+def root_prefix(arch: str) -> str:
+    """Tool prefix for ``arch`` inside the (amd64) toolchain root: native or Debian cross."""
+    return "" if arch == "x86_64" else CROSS_PREFIX[arch]

@@ -27,7 +27,7 @@ def build_blobs(arch: str = "x86_64", *, jobs: int | None = None, force: bool = 
                 log: Log = quiet) -> Path:  # fmt: skip
     """Kernel + init + cmdline as a nitro-cli style blobs directory; cached."""
     kdir = build_kernel(arch, jobs=jobs, force=force, log=log)
-    init = build_init(arch, force=force)
+    init = build_init(arch, force=force, log=log)
     dest = _blobs_path(arch)
     pin = load_pin(arch)
     if dest.is_dir() and not force:

@@ -2,9 +2,12 @@
 
 ``kernel/<arch>-<key>/`` holds the image (``bzImage`` or arm64 ``Image``), its ``.config``
 and ``build-info.json``; key = sha256(source tarball sha256, config fragment, patches,
-toolchain identity, SOURCE_DATE_EPOCH, recipe version). aarch64 is cross-compiled with
-Debian's ``gcc-aarch64-linux-gnu`` on an x86_64 host, and its ``Image`` header gets
-``text_offset`` = 2 MiB (the Nitro loader refuses 0, which is what Linux >= 5.8 writes).
+toolchain pin hash, SOURCE_DATE_EPOCH, recipe version). Unpacking, patching and compiling all
+run inside the pinned toolchain root (:mod:`eifbuild.kernel.toolroot`), never with the host's
+tools: the work directory is ``/build``, the recipe ``/recipe``, the source tarball
+``/sources`` there. aarch64 is cross-compiled with the root's ``gcc-aarch64-linux-gnu``, and
+its ``Image`` header gets ``text_offset`` = 2 MiB (the Nitro loader refuses 0, which is what
+Linux >= 5.8 writes).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -30,13 +34,14 @@ from eifbuild.kernel._common import (
     c_env,
     cache_dir,
     cache_key,
-    first_line,
     kernels_dir,
     quiet,
+    root_prefix,
     sha256_file,
-    tool_prefix,
 )
 from eifbuild.kernel.kconfig import kbuild_env, missing_options, parse_config
+from eifbuild.kernel.toolpin import toolchain_key
+from eifbuild.kernel.toolroot import Bind, enter_command, run_in_root, toolchain_root
 
 
 def patches(arch: str) -> list[Path]:
@@ -44,12 +49,9 @@ def patches(arch: str) -> list[Path]:
 
 
 def kernel_toolchain_id(arch: str = "x86_64") -> dict[str, str]:
-    prefix = tool_prefix(arch)
-    return {
-        "gcc": first_line([f"{prefix}gcc", "--version"]),
-        "ld": first_line([f"{prefix}ld", "--version"]),
-        "make": first_line(["make", "--version"]),
-    }
+    """The toolchain part of the cache key: the pinned root's content hash (and prefix)."""
+    return {"pin": "kernels/toolchain/bookworm.json", "key": toolchain_key(),
+            "prefix": root_prefix(arch)}  # fmt: skip
 
 
 def kernel_cache_key(arch: str = "x86_64") -> str:
@@ -69,18 +71,30 @@ def kernel_cache_key(arch: str = "x86_64") -> str:
     return cache_key(parts)
 
 
-def _make_base(pin: SourcePin, arch: str, obj: Path) -> list[str]:
-    cmd = ["make", f"O={obj}", f"ARCH={pin.kernel_arch}"]
-    if prefix := tool_prefix(arch):
+OBJ = "/build/obj"  # paths inside the toolchain root
+SRC = "/build/src"
+
+
+def _make_base(pin: SourcePin, arch: str) -> list[str]:
+    cmd = ["make", f"O={OBJ}", f"ARCH={pin.kernel_arch}"]
+    if prefix := root_prefix(arch):
         cmd.append(f"CROSS_COMPILE={prefix}")
     return cmd
 
 
-def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], log_fh: IO[str], what: str) -> None:
-    log_fh.flush()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise KernelBuildError(f"{what} failed (exit {proc.returncode}); see {log_fh.name}")
+@dataclass(frozen=True)
+class _Root:
+    """The toolchain root and what a kernel build binds into it."""
+
+    path: Path
+    binds: tuple[Bind, ...]
+    env: dict[str, str]
+
+    def run(self, argv: list[str], log_fh: IO[str], what: str, cwd: str = SRC) -> None:
+        run_in_root(self.path, argv, self.binds, cwd=cwd, env=self.env, log_fh=log_fh, what=what)
+
+    def command(self, argv: list[str], cwd: str = SRC) -> list[str]:
+        return enter_command(self.path, argv, self.binds, cwd, self.env)
 
 
 def _make_with_progress(
@@ -121,36 +135,28 @@ def _previous_steps(arch: str) -> int | None:
     return None
 
 
-def _unpack_source(tarball: Path, arch: str, work: Path, log_path: Path) -> Path:
-    src = work / "src"
-    if src.exists():
-        shutil.rmtree(src)
-    src.mkdir(parents=True)
+def _unpack_source(root: _Root, tarball: Path, arch: str, work: Path, log_path: Path) -> None:
+    for sub in ("src", "obj"):
+        if (work / sub).exists():
+            shutil.rmtree(work / sub)
+        (work / sub).mkdir(parents=True)
     with log_path.open("a") as log_fh:
-        _run_logged(
-            ["tar", "-xJf", str(tarball), "-C", str(src), "--strip-components=1", "--no-same-owner"],
-            work, c_env(), log_fh, f"unpacking {tarball.name}",
-        )  # fmt: skip
+        root.run(["tar", "-xJf", f"/sources/{tarball.name}", "-C", SRC, "--strip-components=1",
+                  "--no-same-owner"], log_fh, f"unpacking {tarball.name}", cwd="/build")  # fmt: skip
         for patch in patches(arch):
-            _run_logged(
-                ["patch", "-p1", "--forward", "--batch", "-i", str(patch)],
-                src, c_env(), log_fh, f"applying {patch.name}",
-            )  # fmt: skip
-    return src
+            root.run(["patch", "-p1", "--forward", "--batch", "-i",
+                      f"/recipe/{arch}/patches/{patch.name}"], log_fh, f"applying {patch.name}")  # fmt: skip
 
 
-def _configure(
-    src: Path, base: list[str], obj: Path, fragment: Path, env: dict[str, str], log_path: Path
-) -> None:
+def _configure(root: _Root, base: list[str], arch: str, work: Path, log_path: Path) -> None:
+    fragment = kernels_dir() / arch / "enclave.config"
     with log_path.open("a") as log_fh:
-        _run_logged([*base, "tinyconfig"], src, env, log_fh, "make tinyconfig")
-        _run_logged(
-            ["scripts/kconfig/merge_config.sh", "-m", "-O", str(obj), str(obj / ".config"), str(fragment)],
-            src, env, log_fh, "merging the config fragment",
-        )  # fmt: skip
-        _run_logged([*base, "olddefconfig"], src, env, log_fh, "make olddefconfig")
+        root.run([*base, "tinyconfig"], log_fh, "make tinyconfig")
+        root.run(["scripts/kconfig/merge_config.sh", "-m", "-O", OBJ, f"{OBJ}/.config",
+                  f"/recipe/{arch}/enclave.config"], log_fh, "merging the config fragment")  # fmt: skip
+        root.run([*base, "olddefconfig"], log_fh, "make olddefconfig")
     want = parse_config(fragment.read_text().splitlines())
-    have = parse_config((obj / ".config").read_text().splitlines())
+    have = parse_config((work / "obj" / ".config").read_text().splitlines())
     lost = missing_options(want, have)
     if lost:
         raise KernelBuildError(
@@ -191,26 +197,30 @@ def _compile(
 ) -> dict[str, object]:
     """Unpack, patch, configure and compile in ``work``; return the build-info record."""
     tarball = extract_tarball(pin, fetch_source_deb(pin, log))
+    root = _Root(
+        toolchain_root(log),
+        (Bind(work, "/build", writable=True), Bind(kernels_dir(), "/recipe"),
+         Bind(tarball.parent, "/sources")),
+        kbuild_env(pin.source_date_epoch),
+    )  # fmt: skip
     log_path = work / "build.log"
     log_path.write_text("")
-    env = c_env(kbuild_env(pin.source_date_epoch))
     log(f"unpacking {tarball.name} and applying {len(patches(arch))} patch(es) in {work}")
-    src = _unpack_source(tarball, arch, work, log_path)
-    obj = work / "obj"
-    if obj.exists():
-        shutil.rmtree(obj)
-    obj.mkdir()
-    base = _make_base(pin, arch, obj)
-    _configure(src, base, obj, kernels_dir() / arch / "enclave.config", env, log_path)
+    _unpack_source(root, tarball, arch, work, log_path)
+    base = _make_base(pin, arch)
+    _configure(root, base, arch, work, log_path)
     n = jobs or os.cpu_count() or 1
-    log(f"compiling the {arch} kernel with make -j{n} (log: {log_path})")
+    log(f"compiling the {arch} kernel with make -j{n} in the toolchain root (log: {log_path})")
     start = time.monotonic()
     steps = _make_with_progress(
-        [*base, f"-j{n}", pin.image_name], src, env, log_path, _previous_steps(arch)
-    )
+        root.command([*base, f"-j{n}", pin.image_name]), work, c_env(), log_path,
+        _previous_steps(arch),
+    )  # fmt: skip
+    gcc = run_in_root(root.path, [f"{root_prefix(arch)}gcc", "--version"], ())
     return {
         "package": pin.package, "version": pin.version, "tarball_sha256": pin.tarball_sha256,
         "patches": [p.name for p in patches(arch)], "toolchain": kernel_toolchain_id(arch),
+        "gcc": gcc.splitlines()[0] if gcc else "",
         "kbuild_env": kbuild_env(pin.source_date_epoch), "make_steps": steps, "jobs": n,
         "compile_seconds": round(time.monotonic() - start, 1),
     }  # fmt: skip

@@ -1,84 +1,58 @@
 """Reproducible builds of the enclave init (``kernels/init/``), cached by content hash.
 
-``init/<arch>-<key>/init`` with key = sha256(init.c, Makefile, toolchain identity).
+``init/<arch>-<key>/init`` with key = sha256(init.c, Makefile, toolchain pin hash). The
+Makefile runs inside the pinned toolchain root (:mod:`eifbuild.kernel.toolroot`), with the
+recipe at ``/recipe`` and the output directory at ``/build``:
 
-* x86_64: static musl with Debian's ``musl-tools`` (``musl-gcc``), about 65 KB.
-* aarch64: static glibc with Debian's cross compiler ``gcc-aarch64-linux-gnu`` (and its
-  ``libc6-dev-arm64-cross``), about 650 KB. Debian ships musl for arm64 only as the arm64
-  architecture's own ``musl-dev:arm64``, which needs dpkg multiarch (a change to the user's
-  system that eifbuild must not make); the cross glibc installs without it. The same
+* x86_64: static musl with the root's ``musl-tools`` (``musl-gcc``), about 65 KB.
+* aarch64: static glibc with the root's cross compiler ``gcc-aarch64-linux-gnu`` and
+  ``libc6-dev-arm64-cross``, about 650 KB. Debian ships musl for arm64 only as the arm64
+  architecture's own ``musl-dev:arm64`` (dpkg multiarch); the cross glibc needs none. The same
   Makefile is used with ``CC``/``STRIP`` given on the make command line.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import shutil
 from pathlib import Path
 
 from eifbuild.elfcheck import check_init
 from eifbuild.errors import KernelBuildError
 from eifbuild.kernel._common import (
     RECIPE_VERSION,
-    c_env,
+    Log,
     cache_dir,
     cache_key,
     check_arch,
-    first_line,
     kernels_dir,
-    require_tool,
+    quiet,
+    root_prefix,
     sha256_file,
-    tool_prefix,
 )
-
-# Debian package with the static glibc for a cross compiler (a Recommends of the cross gcc,
-# so missing after `apt-get install --no-install-recommends gcc-aarch64-linux-gnu`).
-_LIBC_PACKAGES = {"aarch64": "libc6-dev-arm64-cross", "x86_64": "libc6-dev-amd64-cross"}
-
-
-def _libc_a_hash(cc: str) -> str:
-    libc = subprocess.run(
-        [cc, "-print-file-name=libc.a"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return sha256_file(Path(libc)) if libc and Path(libc).is_file() else "missing"
-
-
-def musl_toolchain_id() -> dict[str, str]:
-    """What determines the x86_64 init's bytes besides its source: gcc, binutils, musl libc.a."""
-    require_tool("musl-gcc")
-    return {
-        "gcc": first_line(["gcc", "--version"]),
-        "ld": first_line(["ld", "--version"]),
-        "strip": first_line(["strip", "--version"]),
-        "musl_libc_a": _libc_a_hash("musl-gcc"),
-    }
+from eifbuild.kernel.toolpin import toolchain_key
+from eifbuild.kernel.toolroot import Bind, run_in_root, toolchain_root
 
 
 def _tools(arch: str) -> tuple[str, str]:
-    """(CC, STRIP) for the init of ``arch``."""
-    if arch == "x86_64" and tool_prefix(arch) == "":
+    """(CC, STRIP) for the init of ``arch`` inside the root."""
+    if arch == "x86_64":
         return "musl-gcc", "strip"
-    prefix = tool_prefix(arch)
+    prefix = root_prefix(arch)
     return f"{prefix}gcc", f"{prefix}strip"
 
 
 def init_toolchain_id(arch: str = "x86_64") -> dict[str, str]:
-    """The toolchain part of the init's cache key."""
-    if _tools(arch)[0] == "musl-gcc":
-        return musl_toolchain_id()
-    cc, strip = _tools(arch)
-    prefix = tool_prefix(arch)
-    ident = {
-        "libc": "glibc-static",
-        "gcc": first_line([cc, "--version"]),
-        "ld": first_line([f"{prefix}ld", "--version"]),
-        "strip": first_line([strip, "--version"]),
-        "glibc_libc_a": _libc_a_hash(cc),
-    }
-    if ident["glibc_libc_a"] == "missing":
-        pkg = _LIBC_PACKAGES[arch] if prefix else "libc6-dev"
-        raise KernelBuildError(f"{cc} has no static libc.a: install the Debian package {pkg}")
-    return ident
+    """The toolchain part of the init's cache key: the pinned root and the compiler used."""
+    check_arch(arch)
+    cc = _tools(arch)[0]
+    return {"pin": "kernels/toolchain/bookworm.json", "key": toolchain_key(), "cc": cc,
+            "libc": "musl-static" if cc == "musl-gcc" else "glibc-static"}  # fmt: skip
+
+
+def musl_toolchain_id() -> dict[str, str]:
+    """The x86_64 init's toolchain identity (kept for callers of the old name)."""
+    return init_toolchain_id("x86_64")
 
 
 def init_cache_key(arch: str = "x86_64") -> str:
@@ -94,36 +68,36 @@ def init_cache_key(arch: str = "x86_64") -> str:
     )
 
 
-def _make_command(arch: str, makefile: Path, out: Path) -> list[str]:
-    cmd = ["make", "-s", "-B", "-f", str(makefile), f"OUT={out}"]
+def _make_command(arch: str, out: str) -> list[str]:
+    cmd = ["make", "-s", "-B", "-f", "/recipe/init/Makefile", f"OUT={out}"]
     cc, strip = _tools(arch)
     if cc != "musl-gcc":  # command-line variables override the Makefile's CC := musl-gcc
         cmd += [f"CC={cc}", f"STRIP={strip}"]
     return cmd
 
 
-def build_init(arch: str = "x86_64", *, force: bool = False) -> Path:
-    """Build (or reuse) the static init for ``arch``; return the cached path."""
+def build_init(arch: str = "x86_64", *, force: bool = False, log: Log = quiet) -> Path:
+    """Build (or reuse) the static init for ``arch`` in the toolchain root; the cached path."""
     out_dir = cache_dir() / "init" / f"{arch}-{init_cache_key(arch)}"
     target = out_dir / "init"
     if target.is_file() and not force:
         check_init(target, arch)
         return target
+    root = toolchain_root(log)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".init.{os.getpid()}"
-    makefile = kernels_dir() / "init" / "Makefile"
-    proc = subprocess.run(
-        _make_command(arch, makefile, tmp),
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=out_dir,
-        env=c_env({"SOURCE_DATE_EPOCH": "0"}),
-    )
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        err = " ".join(proc.stderr.strip().splitlines()[-3:])
-        raise KernelBuildError(f"building the {arch} init from {makefile.parent} failed: {err}")
-    check_init(tmp, arch)
-    os.replace(tmp, target)
+    work = out_dir / f".work.{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        run_in_root(
+            root, _make_command(arch, "/build/init"),
+            (Bind(work, "/build", writable=True), Bind(kernels_dir(), "/recipe")),
+            env={"SOURCE_DATE_EPOCH": "0"}, what=f"building the {arch} init from kernels/init",
+        )  # fmt: skip
+        if not (work / "init").is_file():
+            raise KernelBuildError(f"building the {arch} init produced no file")
+        check_init(work / "init", arch)
+        os.replace(work / "init", target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return target
