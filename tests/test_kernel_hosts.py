@@ -102,7 +102,8 @@ def run_in_host_root(release: str, work: Path, log: Path) -> dict[str, Any]:
     start = time.monotonic()
     with log.open("w") as fh:
         subprocess.run(
-            ["mmdebstrap", "--mode=root", "--variant=minbase",
+            ["unshare", "--mount", "--propagation=private", "mmdebstrap", "--mode=root",
+             "--variant=minbase",
              "--include=python3,python3-venv,ca-certificates", release, str(root),
              f"deb [signed-by={DEBIAN_KEYRING}] {mirror} {release} main"],
             stdout=fh, stderr=subprocess.STDOUT, check=True,
@@ -111,8 +112,16 @@ def run_in_host_root(release: str, work: Path, log: Path) -> dict[str, Any]:
     _copy_checkout(root / "eifbuild")
     _share_downloads(root / "root" / ".cache" / "eifbuild")
     shutil.copyfile("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    # The machine's own network setup (a site CA for a TLS-inspecting egress proxy, if any) is
+    # part of "this machine", not of the release under test: give the root the same trust.
+    site_ca = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    for crt in site_ca:
+        shutil.copyfile(crt, root / "usr/local/share/ca-certificates" / crt.name)
     env = {"EIFBUILD_SETUP": "kernel", "EIFBUILD_SETUP_ARCHES": "x86_64",
-           "EIFBUILD_DEBIAN_MIRROR": mirror, "DEBIAN_FRONTEND": "noninteractive"}  # fmt: skip
+           "EIFBUILD_DEBIAN_MIRROR": mirror, "DEBIAN_FRONTEND": "noninteractive",
+           "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # fmt: skip
+    if site_ca:
+        _in_root(root, ["update-ca-certificates"], log, env)
     setup = _in_root(root, ["/eifbuild/scripts/setup"], log, env)
     out = work / "out.json"
     _in_root(root, ["sh", "-c", "/eifbuild/.venv/bin/eifbuild kernel build --arch x86_64 --json "

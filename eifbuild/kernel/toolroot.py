@@ -155,7 +155,10 @@ def _bootstrap(pin: ToolchainPin, staging: Path, log: Log) -> None:
     shutil.rmtree(repo, ignore_errors=True)
     make_repo(pin, debs, repo)
     log_path = staging.with_name(staging.name + ".log")
+    # In a private mount namespace: mmdebstrap's /dev, /proc, /sys mounts in the new root then
+    # vanish with it even if it is killed, and never show (or get deleted through) on the host.
     cmd = [
+        _require("unshare", "util-linux"), "--mount", "--propagation=private",
         _require("mmdebstrap", "mmdebstrap"), "--mode=root", "--variant=essential",
         f"--architectures={pin.architecture}", f"--include={','.join(pin.include)}",
         "--aptopt=Acquire::Languages \"none\"", "--skip=cleanup/apt/lists",
