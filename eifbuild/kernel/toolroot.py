@@ -146,7 +146,10 @@ def _check_host() -> None:
 
 # bookworm's usr-is-merged requires merged /usr before it unpacks; mmdebstrap leaves that to a
 # hook, and this one line is what every mmdebstrap version (Debian 12's 1.3, 13's 1.5) runs.
-_MERGED_USR = 'for d in bin sbin lib lib64; do mkdir -p "$1/usr/$d"; ln -s "usr/$d" "$1/$d"; done'
+_MERGED_USR = (
+    'for d in bin sbin lib lib64; do mkdir -p "$1/usr/$d"; '
+    '[ -e "$1/$d" ] || [ -L "$1/$d" ] || ln -s "usr/$d" "$1/$d"; done'
+)
 
 
 def _bootstrap(pin: ToolchainPin, staging: Path, log: Log) -> None:
@@ -158,7 +161,8 @@ def _bootstrap(pin: ToolchainPin, staging: Path, log: Log) -> None:
     # In a private mount namespace: mmdebstrap's /dev, /proc, /sys mounts in the new root then
     # vanish with it even if it is killed, and never show (or get deleted through) on the host.
     cmd = [
-        _require("unshare", "util-linux"), "--mount", "--propagation=private",
+        _require("unshare", "util-linux"), "--mount", "--propagation=unchanged",
+        "/bin/sh", "-c", _PRIVATE + 'exec "$@"', "mmdebstrap",
         _require("mmdebstrap", "mmdebstrap"), "--mode=root", "--variant=essential",
         f"--architectures={pin.architecture}", f"--include={','.join(pin.include)}",
         "--aptopt=Acquire::Languages \"none\"", "--skip=cleanup/apt/lists",
@@ -170,7 +174,9 @@ def _bootstrap(pin: ToolchainPin, staging: Path, log: Log) -> None:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=c_env(), check=False)
     shutil.rmtree(repo, ignore_errors=True)
     if proc.returncode != 0:
-        raise ToolchainError(f"mmdebstrap failed (exit {proc.returncode}); see {log_path}")
+        errors = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln[:2] == "E:"]
+        why = f": {errors[0][:300]}" if errors else ""
+        raise ToolchainError(f"mmdebstrap failed (exit {proc.returncode}){why}; see {log_path}")
     for point in MOUNT_POINTS:
         (staging / point).mkdir(exist_ok=True)
     log_path.unlink()
@@ -206,7 +212,14 @@ def toolchain_root(log: Log = quiet, *, base: Path | None = None) -> Path:
     return root
 
 
-_ENTER = r"""
+# Make the new mount namespace private. Inside a chroot (a host-root test) "/" is no mount
+# point and this fails, but there the namespace around us is private already; `unshare
+# --propagation=private` would refuse to start in that case.
+_PRIVATE = "mount --make-rprivate / 2>/dev/null || true; "
+
+_ENTER = (
+    _PRIVATE
+    + r"""
 root=$1; shift
 while [ "$1" != -- ]; do
   mount --bind "$1" "$root$2"
@@ -217,6 +230,7 @@ shift
 mount -t proc proc "$root/proc"
 exec chroot "$root" "$@"
 """
+)
 
 
 def enter_command(root: Path, argv: Sequence[str], binds: Sequence[Bind], cwd: str,
@@ -229,7 +243,7 @@ def enter_command(root: Path, argv: Sequence[str], binds: Sequence[Bind], cwd: s
         spec += [str(b.host), b.inside, "rw" if b.writable else "ro"]
     inner = {"PATH": ROOT_PATH, "HOME": "/build", "LC_ALL": "C", "TZ": "UTC", **env}
     return [
-        _require("unshare", "util-linux"), "--mount", "--pid", "--fork", "--propagation=private",
+        _require("unshare", "util-linux"), "--mount", "--pid", "--fork", "--propagation=unchanged",
         "/bin/sh", "-euc", _ENTER, "enter", str(root), *spec, "--",
         "/usr/bin/env", "-i", "-C", cwd, *(f"{k}={v}" for k, v in sorted(inner.items())), *argv,
     ]  # fmt: skip
