@@ -46,7 +46,7 @@ COMPONENT_MARKERS: dict[str, tuple[str, ...]] = {
 }
 COMPONENTS = (
     "apt", "busybox", "cpio", "cross-aarch64", "docker", "docker-registry", "dpkg-deb", "gcc",
-    "kernel", "kernel-aarch64", "musl", "oras", "qemu", "skopeo",
+    "kernel", "kernel-aarch64", "mmdebstrap", "musl", "oras", "qemu", "skopeo", "toolchain-root",
 )  # fmt: skip
 _REQUIRE_CALL = re.compile(r"""\brequire\(\s*["']([\w-]+)["']""")
 _CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
