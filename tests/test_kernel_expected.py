@@ -2,7 +2,7 @@
 bytes recorded in ``kernels/<arch>/expected.json``, and its PCR1 is right.
 
 PCR1 is recomputed here independently of eifbuild's cpio and PCR code: a newc writer written
-from the spec (nitro-cli-layout.md §6-7: ``dev`` + ``init``, inodes from 721, mtime 1492533000,
+from the spec (docs/spec/ramdisk-layout.md §6-§7: ``dev`` + ``init``, inodes from 721, mtime 1492533000,
 dev 3/1, trailer, 512-byte padding) and hashlib (extend = SHA-384(zeros ‖ SHA-384(content))).
 """
 
@@ -36,7 +36,7 @@ def _newc(entries: list[tuple[bytes, int, int, bytes]]) -> bytes:
 
 
 def test_newc_writer_matches_the_specs_worked_example() -> None:
-    # nitro-cli-layout.md §7.1: init = "INIT", nsm.ko = "NSM.KO" -> 512 bytes, this sha256.
+    # docs/spec/ramdisk-layout.md §7.1: init = "INIT", nsm.ko = "NSM.KO" -> 512 bytes, this sha256.
     blob = _newc([(b"dev", 0o40755, 2, b""), (b"init", 0o100755, 1, b"INIT"),
                   (b"nsm.ko", 0o100755, 1, b"NSM.KO")])  # fmt: skip
     assert len(blob) == 512
