@@ -358,3 +358,23 @@ def test_default_memory_follows_the_eif_size_and_too_little_is_named(
     result = boot_test(eif, BootOptions(timeout=3 * TIMEOUT, expect=f"BIG-{150 << 20}"))
     assert result.memory_mib == needed and result.initramfs_error is None
     assert result.exit_status == 7 and result.expect_found, result.console[-3000:]
+
+
+def test_real_debian_image_boots_with_default_memory(
+    tmp_path: Path, blobs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real Debian bookworm rootfs with python3 (mmdebstrap, ~200 MB, ~10k entries) boots
+    with boot-test's defaults and runs Python: 512 MiB would have cut its initramfs."""
+    from eifbuild.boottest import enclave_memory_mib
+    from tests.debimage import debian_oci
+
+    cmd = ["/usr/bin/python3", "-c", "import sys; print('PY-OK', 6 * 7, sys.version_info[0])"]
+    ref = debian_oci(tmp_path / "oci", cmd)
+    eif = tmp_path / "debian.eif"
+    assert main(["build", ref, "--output", str(eif), "--json"]) == 0, capsys.readouterr().err
+    record = json.loads(capsys.readouterr().out)
+    needed = enclave_memory_mib(eif.stat().st_size)
+    assert record["eif"]["min_memory_mib"] == needed and needed > 512
+    result = boot_test(eif, BootOptions(timeout=4 * TIMEOUT, expect="PY-OK 42 3"))
+    assert result.memory_mib == needed and result.initramfs_error is None
+    assert result.exit_status == 0 and result.expect_found and result.passed, result.console[-3000:]
