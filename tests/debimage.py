@@ -36,7 +36,7 @@ def debian_rootfs(suite: str = "bookworm", packages: tuple[str, ...] = ("python3
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".tmp-{os.getpid()}")
+    tmp = out.parent / f".{out.stem}.{os.getpid()}.tar"  # mmdebstrap picks the format by suffix
     cmd = ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(packages)}"]
     cmd += ["--mode=root" if os.geteuid() == 0 else "--mode=unshare", suite, str(tmp), MIRROR]
     proc = subprocess.run(
