@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import require
-from tests.imagegen import oci_image, oci_layout
+from tests.helpers.imagegen import oci_image, oci_layout
 
 MIRROR = "http://deb.debian.org/debian"
 EPOCH = "1700000000"

@@ -368,6 +368,7 @@ def test_real_debian_image_boots_with_default_memory(
     from eifbuild.boottest import enclave_memory_mib
     from tests.debimage import debian_oci
 
+    require("mmdebstrap", shutil.which("mmdebstrap") is not None, "Debian mmdebstrap")
     cmd = ["/usr/bin/python3", "-c", "import sys; print('PY-OK', 6 * 7, sys.version_info[0])"]
     ref = debian_oci(tmp_path / "oci", cmd)
     eif = tmp_path / "debian.eif"
